@@ -1,0 +1,280 @@
+"""Plain data shared by every stage: objects, identities, drift findings, policy settings."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any
+
+JSON = Any
+"""A decoded JSON/YAML value (dict, list, str, int, float, bool or None)."""
+
+
+class Severity(enum.IntEnum):
+    LOW = 1
+    MEDIUM = 2
+    HIGH = 3
+    CRITICAL = 4
+
+    @property
+    def label(self) -> str:
+        return self.name.lower()
+
+    @classmethod
+    def parse(cls, text: str) -> Severity:
+        try:
+            return cls[text.strip().upper()]
+        except KeyError:
+            raise ValueError(f"unknown severity {text!r} (expected low, medium, high or critical)") from None
+
+
+class Category(str, enum.Enum):
+    MISSING = "Missing"
+    SCALING = "Scaling"
+    VERSION_CHANGE = "VersionChange"
+    RESOURCE_CHANGE = "ResourceChange"
+    CONFIGURATION_CHANGE = "ConfigurationChange"
+    SECRET_CHANGE = "SecretChange"
+    CONFIGMAP_CHANGE = "ConfigMapChange"
+    PORT_CHANGE = "PortChange"
+    VOLUME_CHANGE = "VolumeChange"
+    SECURITY_CHANGE = "SecurityChange"
+    LABEL_CHANGE = "LabelChange"
+    ANNOTATION_CHANGE = "AnnotationChange"
+    OTHER = "Other"
+
+
+DEFAULT_SEVERITY: dict[Category, Severity] = {
+    Category.MISSING: Severity.HIGH,
+    Category.SCALING: Severity.MEDIUM,  # raised to high by the size of the change (diff.classify)
+    Category.VERSION_CHANGE: Severity.HIGH,
+    Category.RESOURCE_CHANGE: Severity.MEDIUM,
+    Category.CONFIGURATION_CHANGE: Severity.MEDIUM,
+    Category.SECRET_CHANGE: Severity.HIGH,
+    Category.CONFIGMAP_CHANGE: Severity.MEDIUM,
+    Category.PORT_CHANGE: Severity.MEDIUM,
+    Category.VOLUME_CHANGE: Severity.MEDIUM,
+    Category.SECURITY_CHANGE: Severity.CRITICAL,
+    Category.LABEL_CHANGE: Severity.LOW,
+    Category.ANNOTATION_CHANGE: Severity.LOW,
+    Category.OTHER: Severity.MEDIUM,
+}
+
+
+def api_group(api_version: str) -> str:
+    """`apps/v1` -> `apps`, `v1` -> `` (the core group)."""
+    return api_version.rpartition("/")[0]
+
+
+@dataclass(frozen=True, order=True)
+class ResourceKey:
+    """Identity of an object: group, kind, namespace ("" when cluster-scoped), name."""
+
+    group: str
+    kind: str
+    namespace: str
+    name: str
+
+    @property
+    def id(self) -> str:
+        return f"{self.kind}:{self.namespace}:{self.name}"
+
+
+@dataclass
+class KubeObject:
+    """One manifest or live object, as decoded, with where it came from."""
+
+    body: dict[str, JSON]
+    source: str = ""
+    """File (manifests) or `cluster`/snapshot path (live) it was read from; used in error messages."""
+
+    @property
+    def api_version(self) -> str:
+        return str(self.body.get("apiVersion") or "")
+
+    @property
+    def kind(self) -> str:
+        return str(self.body.get("kind") or "")
+
+    @property
+    def metadata(self) -> dict[str, JSON]:
+        meta = self.body.get("metadata")
+        return meta if isinstance(meta, dict) else {}
+
+    @property
+    def name(self) -> str:
+        return str(self.metadata.get("name") or "")
+
+    @property
+    def namespace(self) -> str:
+        return str(self.metadata.get("namespace") or "")
+
+    @property
+    def key(self) -> ResourceKey:
+        return ResourceKey(api_group(self.api_version), self.kind, self.namespace, self.name)
+
+
+@dataclass(frozen=True)
+class ResourceRef:
+    api_version: str
+    kind: str
+    namespace: str
+    name: str
+
+    def to_json(self) -> dict[str, str]:
+        return {"apiVersion": self.api_version, "kind": self.kind, "namespace": self.namespace, "name": self.name}
+
+
+@dataclass
+class Change:
+    """One differing field. `desired` is None for a field a person added by hand out of Git."""
+
+    path: str
+    desired: JSON
+    live: JSON
+    category: Category
+    severity: Severity
+    changed_by: str | None = None
+    changed_at: str | None = None
+
+    def to_json(self) -> dict[str, JSON]:
+        out: dict[str, JSON] = {
+            "path": self.path,
+            "desired": self.desired,
+            "live": self.live,
+            "category": self.category.value,
+            "severity": self.severity.label,
+        }
+        if self.changed_by:
+            out["changedBy"] = self.changed_by
+        if self.changed_at:
+            out["changedAt"] = self.changed_at
+        return out
+
+
+class DriftState(str, enum.Enum):
+    DRIFTED = "drifted"
+    MISSING = "missing"
+
+
+@dataclass
+class ResourceDrift:
+    """All drift found on one object."""
+
+    resource: ResourceRef
+    key: ResourceKey
+    state: DriftState
+    severity: Severity
+    score: int
+    changes: list[Change]
+
+    @property
+    def id(self) -> str:
+        return self.key.id
+
+    @property
+    def categories(self) -> list[str]:
+        return sorted({c.category.value for c in self.changes})
+
+    def to_json(self) -> dict[str, JSON]:
+        return {
+            "id": self.id,
+            "resource": self.resource.to_json(),
+            "state": self.state.value,
+            "severity": self.severity.label,
+            "score": self.score,
+            "categories": self.categories,
+            "changes": [c.to_json() for c in self.changes],
+        }
+
+
+@dataclass
+class LoadError:
+    """A file or object that could not be read or compared; the rest of the scan goes on."""
+
+    file: str
+    message: str
+
+    def to_json(self) -> dict[str, str]:
+        return {"file": self.file, "message": self.message}
+
+
+@dataclass
+class ScanResult:
+    resources: int
+    drifts: list[ResourceDrift] = field(default_factory=list)
+    errors: list[LoadError] = field(default_factory=list)
+
+    @property
+    def drifted(self) -> int:
+        return len(self.drifts)
+
+    @property
+    def missing(self) -> int:
+        return sum(1 for d in self.drifts if d.state is DriftState.MISSING)
+
+    def by_severity(self) -> dict[str, int]:
+        counts = {s.label: 0 for s in Severity}
+        for d in self.drifts:
+            counts[d.severity.label] += 1
+        return counts
+
+    def summary(self) -> dict[str, JSON]:
+        return {
+            "resources": self.resources,
+            "drifted": self.drifted,
+            "missing": self.missing,
+            "errors": len(self.errors),
+            "by_severity": self.by_severity(),
+        }
+
+    def to_json(self) -> dict[str, JSON]:
+        return {
+            "summary": self.summary(),
+            "drifts": [d.to_json() for d in self.drifts],
+            "errors": [e.to_json() for e in self.errors],
+        }
+
+
+@dataclass
+class IgnoreRule:
+    """Argo CD compatible `ignoreDifferences` entry; empty selector fields match everything."""
+
+    group: str | None = None
+    kind: str | None = None
+    namespace: str | None = None
+    name: str | None = None
+    json_pointers: list[str] = field(default_factory=list)
+    jq_path_expressions: list[str] = field(default_factory=list)
+    managed_fields_managers: list[str] = field(default_factory=list)
+
+
+@dataclass
+class SeverityOverride:
+    """Sets the severity of changes matching kind/category/namespace (empty matches all)."""
+
+    severity: Severity
+    kind: str | None = None
+    category: Category | None = None
+    namespace: str | None = None
+
+
+DEFAULT_HAND_EDIT_MANAGERS: tuple[str, ...] = (
+    "kubectl-edit",
+    "kubectl-patch",
+    "kubectl-set",
+    "kubectl-label",
+    "kubectl-annotate",
+)
+
+
+@dataclass
+class DiffSettings:
+    """Everything a policy (or the CLI) tunes about one comparison."""
+
+    default_namespace: str = "default"
+    ignore_rules: list[IgnoreRule] = field(default_factory=list)
+    severity_overrides: list[SeverityOverride] = field(default_factory=list)
+    hand_edit_managers: tuple[str, ...] = DEFAULT_HAND_EDIT_MANAGERS
+    include_kinds: list[str] = field(default_factory=list)
+    exclude_kinds: list[str] = field(default_factory=list)
