@@ -28,7 +28,7 @@ class Severity(enum.IntEnum):
             raise ValueError(f"unknown severity {text!r} (expected low, medium, high or critical)") from None
 
 
-class Category(str, enum.Enum):
+class Category(enum.StrEnum):
     MISSING = "Missing"
     SCALING = "Scaling"
     VERSION_CHANGE = "VersionChange"
@@ -152,7 +152,7 @@ class Change:
         return out
 
 
-class DriftState(str, enum.Enum):
+class DriftState(enum.StrEnum):
     DRIFTED = "drifted"
     MISSING = "missing"
 

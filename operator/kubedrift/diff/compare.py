@@ -1,11 +1,161 @@
-"""Entry point of the diff stage (being written)."""
+"""One object, and a whole set of objects: normalize -> project -> deepdiff -> classify."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
+from deepdiff import DeepDiff
+
+from kubedrift.diff.classify import categorize, default_severity, override_severity, score
+from kubedrift.diff.ignore import apply_rules, controller_noise, is_ignored_object, scale_targets
+from kubedrift.diff.keys import Component, ItemKey, render_path, unkey
+from kubedrift.diff.managed import ManagedEntry, last_writer, owned_leaves, parse_managed_fields, value_at
+from kubedrift.diff.normalize import normalize
+from kubedrift.diff.project import ABSENT, project_object
 from kubedrift.kinds import ScopeResolver
-from kubedrift.model import DiffSettings, KubeObject, ScanResult
+from kubedrift.model import (
+    Category,
+    Change,
+    DiffSettings,
+    DriftState,
+    KubeObject,
+    LoadError,
+    ResourceDrift,
+    ResourceKey,
+    ResourceRef,
+    ScanResult,
+    Severity,
+)
+
+# Kinds that moved API group: a manifest still written for the old group is the same object live.
+GROUP_ALIASES = {
+    ("extensions", "Deployment"): "apps",
+    ("extensions", "DaemonSet"): "apps",
+    ("extensions", "ReplicaSet"): "apps",
+    ("extensions", "Ingress"): "networking.k8s.io",
+    ("extensions", "NetworkPolicy"): "networking.k8s.io",
+    ("extensions", "PodSecurityPolicy"): "policy",
+}
+
+MISSING_PATH = ""
+
+
+def identity(obj: KubeObject) -> ResourceKey:
+    key = obj.key
+    alias = GROUP_ALIASES.get((key.group, key.kind))
+    return ResourceKey(alias, key.kind, key.namespace, key.name) if alias else key
+
+
+def _get_in(tree: Any, path: Sequence[Component]) -> Any:
+    node = tree
+    for comp in path:
+        if isinstance(node, dict) and comp in node:
+            node = node[comp]
+        elif isinstance(node, list) and isinstance(comp, int) and comp < len(node):
+            node = node[comp]  # noqa: SIM114 (different container types)
+        else:
+            return ABSENT
+    return node
+
+
+def _differences(desired: Any, live: Any) -> dict[tuple[Component, ...], tuple[Any, Any]]:
+    """Paths where the projected trees differ; a difference inside a plain list is the whole list."""
+    found: dict[tuple[Component, ...], tuple[Any, Any]] = {}
+    tree = DeepDiff(desired, live, view="tree")
+    for levels in tree.values():
+        for level in levels:
+            comps: list[Component] = level.path(output_format="list")
+            cut = next((i for i, c in enumerate(comps) if isinstance(c, int)), None)
+            path = tuple(comps if cut is None else comps[:cut])
+            if path not in found:
+                found[path] = (_get_in(desired, path), _get_in(live, path))
+    return found
+
+
+def _hand_edits(
+    desired: Any, live: dict[str, Any], entries: Sequence[ManagedEntry], managers: Sequence[str]
+) -> dict[tuple[Component, ...], tuple[Any, Any]]:
+    """Fields Git does not declare that a hand-editing manager (kubectl edit/patch/set...) put there."""
+    found: dict[tuple[Component, ...], tuple[Any, Any]] = {}
+    for entry in entries:
+        if entry.manager not in managers or entry.subresource == "status":
+            continue
+        for owned in owned_leaves(entry.tree):
+            node = desired
+            for i, comp in enumerate(owned):
+                if isinstance(node, dict) and comp in node:
+                    node = node[comp]
+                    continue
+                if isinstance(node, dict):  # the first component Git does not declare
+                    path = tuple(owned[: i + 1])
+                    value = value_at(live, path)
+                    if value is not None and path not in found:
+                        found[path] = (ABSENT, value)
+                break  # a plain list or a scalar: declared as a whole, compared already
+    return found
+
+
+def _missing(ref: ResourceRef, key: ResourceKey, settings: DiffSettings) -> ResourceDrift:
+    change = Change(MISSING_PATH, "present", "absent", Category.MISSING, default_severity(Category.MISSING, 0, 0))
+    change.severity = override_severity(change, key, settings.severity_overrides)
+    return ResourceDrift(ref, key, DriftState.MISSING, change.severity, score([change], missing=True), [change])
+
+
+def _display(value: Any) -> Any:
+    return None if value is ABSENT else unkey(value)
+
+
+def compare_object(
+    desired: KubeObject,
+    live: KubeObject | None,
+    settings: DiffSettings,
+    *,
+    autoscaled: bool = False,
+) -> ResourceDrift | None:
+    """The drift of one object, or None when live matches what Git declares."""
+    key = identity(desired)
+    ref = ResourceRef(desired.api_version, key.kind, key.namespace, key.name)
+    if live is None:
+        return _missing(ref, key, settings)
+
+    entries = parse_managed_fields(live.body)
+    d_norm, l_norm = normalize(desired.body), normalize(live.body)
+    d_norm, l_norm = controller_noise(key, d_norm, l_norm, entries, settings.hand_edit_managers, autoscaled)
+    d_norm, l_norm = apply_rules(d_norm, l_norm, key, settings.ignore_rules, entries)
+    p_desired, p_live = project_object(key.kind, d_norm, l_norm)
+
+    found = _differences(p_desired, p_live) if p_desired != p_live else {}
+    for path, values in _hand_edits(p_desired, l_norm, entries, settings.hand_edit_managers).items():
+        found.setdefault(path, values)
+    if not found:
+        return None
+
+    changes = []
+    for path, (d_value, l_value) in found.items():
+        d_show, l_show = _display(d_value), _display(l_value)
+        category = categorize(key.kind, path, d_show, l_show)
+        writer = last_writer(entries, path)
+        change = Change(
+            path=render_path(path),
+            desired=d_show,
+            live=l_show,
+            category=category,
+            severity=default_severity(category, d_show, l_show),
+            changed_by=writer.manager if writer else None,
+            changed_at=writer.time if writer else None,
+        )
+        change.severity = override_severity(change, key, settings.severity_overrides)
+        changes.append(change)
+    changes.sort(key=lambda c: c.path)
+    severity = max((c.severity for c in changes), default=Severity.LOW)
+    return ResourceDrift(ref, key, DriftState.DRIFTED, severity, score(changes), changes)
+
+
+def _selected(key: ResourceKey, settings: DiffSettings) -> bool:
+    if settings.include_kinds and key.kind not in settings.include_kinds:
+        return False
+    return key.kind not in settings.exclude_kinds
 
 
 def compare_objects(
@@ -18,6 +168,31 @@ def compare_objects(
     """Compare every desired object with its live twin (matched by group/kind/namespace/name).
 
     Live objects Git does not declare are ignored. Desired objects are expected to carry their
-    namespace already (source/ fills in the default). Returns drifts sorted by resource id.
+    namespace already (source/ fills in the default; `scopes` is accepted for callers that resolve
+    scope themselves). Drifts come sorted by severity (highest first), then resource id.
     """
-    raise NotImplementedError
+    live_by_key = {identity(obj): obj for obj in live}
+    autoscaled = scale_targets([o.body for o in live] + [o.body for o in desired])
+    result = ScanResult(resources=0)
+    for obj in desired:
+        key = identity(obj)
+        twin = live_by_key.get(key)
+        if not _selected(key, settings) or is_ignored_object(obj.body):
+            continue
+        if twin is not None and is_ignored_object(twin.body):
+            continue
+        result.resources += 1
+        try:
+            drift = compare_object(
+                obj, twin, settings, autoscaled=(key.namespace, key.kind, key.name) in autoscaled
+            )
+        except Exception as exc:  # one object that cannot be compared never stops the scan
+            result.errors.append(LoadError(obj.source or key.id, f"{key.id}: cannot compare: {type(exc).__name__}"))
+            continue
+        if drift is not None:
+            result.drifts.append(drift)
+    result.drifts.sort(key=lambda d: (-d.severity, d.id))
+    return result
+
+
+__all__ = ["ItemKey", "compare_object", "compare_objects", "identity"]
