@@ -1,0 +1,168 @@
+"""Desired state from files: YAML/JSON manifests, `kind: List`, kustomize directories.
+
+One unreadable file or object becomes a LoadError; everything else still loads.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+
+from kubedrift.kinds import BuiltinScopes, ScopeResolver
+from kubedrift.model import JSON, KubeObject, LoadError, ResourceKey, api_group
+from kubedrift.source.documents import DocumentError, parse_json, parse_yaml, read_text
+from kubedrift.source.kustomize import (
+    DEFAULT_TIMEOUT,
+    KustomizeError,
+    is_kustomization_dir,
+    render_kustomization,
+)
+
+MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
+# Configuration files of tools, not objects of the cluster.
+_TOOL_GROUPS = frozenset({"kustomize.config.k8s.io", "config.kubernetes.io"})
+
+
+@dataclass
+class _Collector:
+    default_namespace: str
+    scopes: ScopeResolver
+    objects: list[KubeObject] = field(default_factory=list)
+    errors: list[LoadError] = field(default_factory=list)
+    seen: dict[ResourceKey, tuple[str, str]] = field(default_factory=dict)
+
+    def add_documents(self, docs: list[JSON], source: str, label: str = "document") -> None:
+        for where, body in _candidates(docs, label):
+            if _is_object(body):
+                self._add(body, source, where)
+            else:
+                self.errors.append(LoadError(source, f"{where}: not a Kubernetes object (no apiVersion/kind)"))
+
+    def _add(self, body: dict[str, JSON], source: str, where: str) -> None:
+        kind = body["kind"]
+        meta = body.get("metadata")
+        if meta is None:
+            meta = body["metadata"] = {}
+        if not isinstance(meta, dict):
+            self.errors.append(LoadError(source, f"{where}: {kind} metadata must be a mapping"))
+            return
+        name = meta.get("name")
+        if not isinstance(name, str) or not name:
+            self.errors.append(LoadError(source, f"{where}: {kind} has no metadata.name"))
+            return
+        namespace = meta.get("namespace")
+        if namespace is not None and not isinstance(namespace, str):
+            self.errors.append(LoadError(source, f"{where}: {kind} {name}: metadata.namespace must be a string"))
+            return
+        if self.scopes.is_namespaced(api_group(str(body["apiVersion"])), str(kind)):
+            if not namespace:
+                meta["namespace"] = self.default_namespace
+        elif "namespace" in meta:
+            # The API server ignores a namespace on cluster-scoped objects; so does the identity.
+            del meta["namespace"]
+        obj = KubeObject(body=body, source=source)
+        first = self.seen.get(obj.key)
+        if first is not None:
+            first_source, first_where = first
+            self.errors.append(
+                LoadError(
+                    source,
+                    f"{obj.key.id} ({obj.api_version}) is declared twice: in {first_source} ({first_where}) "
+                    f"and in {source} ({where}); the first one is used",
+                )
+            )
+            return
+        self.seen[obj.key] = (source, where)
+        self.objects.append(obj)
+
+
+def _is_object(value: JSON) -> bool:
+    return (
+        isinstance(value, dict)
+        and isinstance(value.get("apiVersion"), str)
+        and isinstance(value.get("kind"), str)
+        and bool(value["apiVersion"])
+        and bool(value["kind"])
+    )
+
+
+def _candidates(docs: list[JSON], label: str) -> Iterator[tuple[str, JSON]]:
+    """(position, value) for every object in the documents and every item of a List or JSON array.
+
+    A document that is not a Kubernetes object (values.yaml, empty) is skipped; list items are
+    yielded as they are, since an item that is not an object is a mistake worth reporting.
+    """
+    for index, doc in enumerate(docs, start=1):
+        where = f"{label} {index}"
+        if isinstance(doc, list):  # a JSON array of objects
+            items: list[JSON] = doc
+        elif _is_object(doc) and doc["kind"] == "List" and isinstance(doc.get("items"), list):
+            items = doc["items"]
+        else:
+            if _is_object(doc) and api_group(doc["apiVersion"]) not in _TOOL_GROUPS:
+                yield where, doc
+            continue
+        for i, item in enumerate(items, start=1):
+            yield f"{where}, item {i}", item
+
+
+def _load_file(collector: _Collector, path: str, source: str) -> None:
+    try:
+        text = read_text(path)
+        docs = [parse_json(text)] if path.endswith(".json") else parse_yaml(text)
+    except DocumentError as exc:
+        collector.errors.append(LoadError(source, str(exc)))
+        return
+    collector.add_documents(docs, source)
+
+
+def _load_kustomization(collector: _Collector, directory: str, source: str, timeout: float) -> None:
+    try:
+        rendered = render_kustomization(directory, timeout=timeout)
+        docs = parse_yaml(rendered)
+    except (KustomizeError, DocumentError) as exc:
+        collector.errors.append(LoadError(source, str(exc)))
+        return
+    collector.add_documents(docs, source, label="rendered document")
+
+
+def _walk(collector: _Collector, top: str, timeout: float) -> None:
+    """Every manifest under `top`, sorted; a kustomization directory is rendered as one whole."""
+    for root, dirs, files in os.walk(top):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        if root != top and is_kustomization_dir(root):
+            dirs[:] = []
+            _load_kustomization(collector, root, os.path.relpath(root, top), timeout)
+            continue
+        for name in sorted(files):
+            if name.startswith(".") or not name.endswith(MANIFEST_SUFFIXES):
+                continue
+            path = os.path.join(root, name)
+            _load_file(collector, path, os.path.relpath(path, top))
+
+
+def load_manifests(
+    paths: Sequence[str],
+    *,
+    default_namespace: str = "default",
+    scopes: ScopeResolver | None = None,
+    kustomize_timeout: float = DEFAULT_TIMEOUT,
+) -> tuple[list[KubeObject], list[LoadError]]:
+    """Objects declared in `paths` (files or directories, in order) and the errors met on the way.
+
+    `KubeObject.source` is the path as given for files, the path relative to the given directory
+    for files found under it, and the directory for kustomize output.
+    """
+    collector = _Collector(default_namespace, scopes if scopes is not None else BuiltinScopes())
+    for path in paths:
+        if os.path.isdir(path):
+            if is_kustomization_dir(path):
+                _load_kustomization(collector, path, path, kustomize_timeout)
+            else:
+                _walk(collector, path, kustomize_timeout)
+        elif os.path.exists(path):
+            _load_file(collector, path, path)
+        else:
+            collector.errors.append(LoadError(path, "no such file or directory"))
+    return collector.objects, collector.errors
