@@ -50,10 +50,8 @@ def identity(obj: KubeObject) -> ResourceKey:
 def _get_in(tree: Any, path: Sequence[Component]) -> Any:
     node = tree
     for comp in path:
-        if isinstance(node, dict) and comp in node:
+        if (isinstance(node, dict) and comp in node) or (isinstance(node, list) and isinstance(comp, int) and comp < len(node)):
             node = node[comp]
-        elif isinstance(node, list) and isinstance(comp, int) and comp < len(node):
-            node = node[comp]  # noqa: SIM114 (different container types)
         else:
             return ABSENT
     return node

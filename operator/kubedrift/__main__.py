@@ -1,0 +1,5 @@
+import sys
+
+from kubedrift.cli import main
+
+sys.exit(main())

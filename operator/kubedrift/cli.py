@@ -1,0 +1,131 @@
+"""`kubedrift scan | run | version`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from contextlib import AbstractContextManager, nullcontext
+
+import yaml
+from rich.console import Console
+
+from kubedrift import __version__
+from kubedrift.diff import compare_objects
+from kubedrift.kinds import BuiltinScopes, ScopeResolver
+from kubedrift.model import DiffSettings, KubeObject, LoadError, ScanResult
+from kubedrift.policy import PolicyError, parse_policy
+from kubedrift.publish.terminal import render_table
+from kubedrift.source.documents import DocumentError, parse_json, parse_yaml, read_text
+from kubedrift.source.manifests import load_manifests
+from kubedrift.source.snapshot import load_live_snapshot
+
+EXIT_CLEAN, EXIT_ERROR, EXIT_DRIFT = 0, 1, 2
+
+
+def _settings(args: argparse.Namespace) -> DiffSettings:
+    settings = DiffSettings()
+    if args.policy:
+        docs = parse_json(read_text(args.policy)) if args.policy.endswith(".json") else parse_yaml(
+            read_text(args.policy)
+        )
+        bodies = [d for d in (docs if isinstance(docs, list) else [docs]) if isinstance(d, dict)]
+        policies = [d for d in bodies if d.get("kind") == "DriftPolicy"]
+        if len(policies) != 1:
+            raise PolicyError(f"expected exactly one DriftPolicy, found {len(policies)}")
+        settings = parse_policy(policies[0], require_source=False).settings
+    if args.namespace:
+        settings.default_namespace = args.namespace
+    return settings
+
+
+def _status(console: Console, text: str) -> AbstractContextManager[object]:
+    return console.status(text) if console.is_terminal else nullcontext()
+
+
+def _live_from_cluster(
+    desired: list[KubeObject], console: Console
+) -> tuple[list[KubeObject], list[KubeObject], list[LoadError]]:
+    """(readable desired, live objects, errors) from the current kubeconfig context."""
+    from kubedrift.cluster.client import KubeClient
+    from kubedrift.cluster.discovery import Discovery
+    from kubedrift.cluster.live import LiveReader
+
+    client = KubeClient.from_environment()
+    with _status(console, f"reading live objects for {len(desired)} manifests from the cluster…"):
+        read = LiveReader(client, Discovery(client)).read(desired)
+    return [d for d in desired if read.readable(d.key)], read.objects, read.errors
+
+
+def scan(args: argparse.Namespace) -> int:
+    err = Console(stderr=True)
+    result = ScanResult(resources=0)
+    try:
+        settings = _settings(args)
+        scopes: ScopeResolver = BuiltinScopes()
+        with _status(err, "reading manifests…"):
+            desired, errors = load_manifests(args.manifests, default_namespace=settings.default_namespace, scopes=scopes)
+        if args.live:
+            live, live_errors = load_live_snapshot(args.live)
+        else:
+            desired, live, live_errors = _live_from_cluster(desired, err)
+        with _status(err, f"comparing {len(desired)} objects…"):
+            result = compare_objects(desired, live, settings)
+        result.errors[:0] = errors + live_errors
+    except (PolicyError, DocumentError) as exc:
+        result.errors.append(LoadError(args.policy or "", str(exc)))
+    except Exception as exc:  # a fatal error still gives a well-formed answer and exit code 1
+        result.errors.append(LoadError("", f"{type(exc).__name__}: {exc}"))
+    _print(result, args.output)
+    if result.errors:
+        return EXIT_ERROR
+    return EXIT_DRIFT if result.drifts else EXIT_CLEAN
+
+
+def _print(result: ScanResult, output: str) -> None:
+    if output == "json":
+        json.dump(result.to_json(), sys.stdout, indent=2, default=str)
+        sys.stdout.write("\n")
+    elif output == "yaml":
+        yaml.safe_dump(json.loads(json.dumps(result.to_json(), default=str)), sys.stdout, sort_keys=False)
+    else:
+        render_table(result, Console())
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="kubedrift", description="Find drift between Git manifests and a cluster.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    scan_cmd = commands.add_parser("scan", help="compare manifests with live objects once (exit 0 clean, 2 drift, 1 error)")
+    scan_cmd.add_argument("--manifests", action="append", required=True, metavar="PATH",
+                          help="file or directory of YAML/JSON manifests (repeatable; kustomize dirs are rendered)")
+    scan_cmd.add_argument("--live", metavar="SNAPSHOT",
+                          help="`kubectl get -o yaml|json` output; without it the current kubeconfig context is read")
+    scan_cmd.add_argument("--namespace", metavar="NS", help="namespace of manifests that name none (default: default)")
+    scan_cmd.add_argument("--policy", metavar="FILE", help="DriftPolicy whose ignore rules and severity overrides apply")
+    scan_cmd.add_argument("--output", "-o", choices=("table", "json", "yaml"), default="table")
+    scan_cmd.set_defaults(func=scan)
+
+    try:
+        from kubedrift import runner
+    except ImportError:  # TODO(lead): remove once runner.py lands
+        runner = None  # type: ignore[assignment]
+    if runner is not None:
+        run_cmd = commands.add_parser("run", help="run the operator (kopf) against the current cluster")
+        runner.add_arguments(run_cmd)
+        run_cmd.set_defaults(func=runner.main)
+
+    version_cmd = commands.add_parser("version", help="print the version")
+    version_cmd.set_defaults(func=lambda _args: print(f"kubedrift {__version__}") or 0)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    code: int = args.func(args)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

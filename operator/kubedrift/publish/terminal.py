@@ -1,0 +1,75 @@
+"""The scan result for people: one row per drifted object, its changes beneath, a summary line."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from kubedrift.model import Change, ResourceDrift, ScanResult, Severity
+
+SEVERITY_STYLE = {
+    Severity.LOW: "cyan",
+    Severity.MEDIUM: "yellow",
+    Severity.HIGH: "bold red",
+    Severity.CRITICAL: "bold white on red",
+}
+MAX_VALUE = 60
+
+
+def _short(value: Any) -> str:
+    if value is None:
+        return "∅"
+    text = value if isinstance(value, str) else json.dumps(value, separators=(",", ":"), default=str)
+    return text if len(text) <= MAX_VALUE else text[: MAX_VALUE - 1] + "…"
+
+
+def _change_line(change: Change) -> Text:
+    line = Text()
+    line.append(change.path or "(object)", style="bold")
+    line.append(": ")
+    line.append(_short(change.desired), style="green")
+    line.append(" → ")
+    line.append(_short(change.live), style="red")
+    who = ", ".join(x for x in (change.changed_by and f"by {change.changed_by}", change.changed_at) if x)
+    if who:
+        line.append(f"  ({who})", style="dim")
+    return line
+
+
+def _resource_cell(drift: ResourceDrift) -> Text:
+    cell = Text(drift.id, style="bold")
+    for change in drift.changes:
+        cell.append("\n  ")
+        cell.append_text(_change_line(change))
+    return cell
+
+
+def render_table(result: ScanResult, console: Console) -> None:
+    if result.drifts:
+        table = Table(show_lines=True, header_style="bold")
+        table.add_column("SEVERITY", no_wrap=True)
+        table.add_column("SCORE", justify="right")
+        table.add_column("STATE", no_wrap=True)
+        table.add_column("CATEGORIES")
+        table.add_column("RESOURCE / CHANGES (git → live)", overflow="fold")
+        for drift in result.drifts:
+            table.add_row(
+                Text(drift.severity.label, style=SEVERITY_STYLE[drift.severity]),
+                str(drift.score),
+                drift.state.value,
+                "\n".join(drift.categories),
+                _resource_cell(drift),
+            )
+        console.print(table)
+    for error in result.errors:
+        console.print(Text.assemble(("error ", "bold red"), (f"{error.file}: " if error.file else ""), error.message))
+    by = result.by_severity()
+    counts = ", ".join(f"{n} {label}" for label, n in by.items() if n)
+    console.print(
+        f"{result.resources} resources compared, {result.drifted} drifted"
+        f" ({result.missing} missing{', ' + counts if counts else ''}), {len(result.errors)} errors"
+    )
