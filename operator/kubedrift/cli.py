@@ -27,8 +27,8 @@ EXIT_CLEAN, EXIT_ERROR, EXIT_DRIFT = 0, 1, 2
 def _settings(args: argparse.Namespace) -> DiffSettings:
     settings = DiffSettings()
     if args.policy:
-        docs = parse_json(read_text(args.policy)) if args.policy.endswith(".json") else parse_yaml(
-            read_text(args.policy)
+        docs = (
+            parse_json(read_text(args.policy)) if args.policy.endswith(".json") else parse_yaml(read_text(args.policy))
         )
         bodies = [d for d in (docs if isinstance(docs, list) else [docs]) if isinstance(d, dict)]
         policies = [d for d in bodies if d.get("kind") == "DriftPolicy"]
@@ -65,7 +65,9 @@ def scan(args: argparse.Namespace) -> int:
         settings = _settings(args)
         scopes: ScopeResolver = BuiltinScopes()
         with _status(err, "reading manifests…"):
-            desired, errors = load_manifests(args.manifests, default_namespace=settings.default_namespace, scopes=scopes)
+            desired, errors = load_manifests(
+                args.manifests, default_namespace=settings.default_namespace, scopes=scopes
+            )
         if args.live:
             live, live_errors = load_live_snapshot(args.live)
         else:
@@ -97,13 +99,25 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="kubedrift", description="Find drift between Git manifests and a cluster.")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    scan_cmd = commands.add_parser("scan", help="compare manifests with live objects once (exit 0 clean, 2 drift, 1 error)")
-    scan_cmd.add_argument("--manifests", action="append", required=True, metavar="PATH",
-                          help="file or directory of YAML/JSON manifests (repeatable; kustomize dirs are rendered)")
-    scan_cmd.add_argument("--live", metavar="SNAPSHOT",
-                          help="`kubectl get -o yaml|json` output; without it the current kubeconfig context is read")
+    scan_cmd = commands.add_parser(
+        "scan", help="compare manifests with live objects once (exit 0 clean, 2 drift, 1 error)"
+    )
+    scan_cmd.add_argument(
+        "--manifests",
+        action="append",
+        required=True,
+        metavar="PATH",
+        help="file or directory of YAML/JSON manifests (repeatable; kustomize dirs are rendered)",
+    )
+    scan_cmd.add_argument(
+        "--live",
+        metavar="SNAPSHOT",
+        help="`kubectl get -o yaml|json` output; without it the current kubeconfig context is read",
+    )
     scan_cmd.add_argument("--namespace", metavar="NS", help="namespace of manifests that name none (default: default)")
-    scan_cmd.add_argument("--policy", metavar="FILE", help="DriftPolicy whose ignore rules and severity overrides apply")
+    scan_cmd.add_argument(
+        "--policy", metavar="FILE", help="DriftPolicy whose ignore rules and severity overrides apply"
+    )
     scan_cmd.add_argument("--output", "-o", choices=("table", "json", "yaml"), default="table")
     scan_cmd.set_defaults(func=scan)
 

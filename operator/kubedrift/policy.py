@@ -172,8 +172,7 @@ def parse_policy(body: dict[str, Any], *, require_source: bool = True) -> Policy
 
     target = _mapping(spec.get("target"), "spec.target")
     settings = DiffSettings(
-        default_namespace=_optional_str(target.get("defaultNamespace"), "spec.target.defaultNamespace")
-        or "default",
+        default_namespace=_optional_str(target.get("defaultNamespace"), "spec.target.defaultNamespace") or "default",
         ignore_rules=parse_ignore_rules(spec.get("ignoreDifferences")),
         severity_overrides=parse_severity_overrides(spec.get("severityOverrides")),
         hand_edit_managers=tuple(_strings(spec.get("handEditManagers"), "spec.handEditManagers"))

@@ -106,9 +106,7 @@ def default_severity(category: Category, desired: Any, live: Any) -> Severity:
     return DEFAULT_SEVERITY[category]
 
 
-def override_severity(
-    change: Change, key: ResourceKey, overrides: Sequence[SeverityOverride]
-) -> Severity:
+def override_severity(change: Change, key: ResourceKey, overrides: Sequence[SeverityOverride]) -> Severity:
     """The first matching override wins; without one the change keeps its severity."""
     for rule in overrides:
         if (
@@ -131,4 +129,3 @@ def score(changes: Sequence[Change], missing: bool = False) -> int:
     extra = min(10, sum(SEVERITY_WEIGHT[c.severity] for c in ordered[1:]))
     extra += min(5, 2 * (len({c.category for c in changes}) - 1))
     return min(100, base + extra)
-

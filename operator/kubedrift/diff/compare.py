@@ -50,9 +50,11 @@ def identity(obj: KubeObject) -> ResourceKey:
 def _get_in(tree: Any, path: Sequence[Component]) -> Any:
     node = tree
     for comp in path:
-        if (isinstance(node, dict) and comp in node) or (isinstance(node, list) and isinstance(comp, int) and comp < len(node)):
-            node = node[comp]
-        else:
+        if not isinstance(node, (dict, list)):
+            return ABSENT
+        try:
+            node = node[comp]  # a map key, ItemKey or list index
+        except (KeyError, IndexError, TypeError):
             return ABSENT
     return node
 
@@ -181,9 +183,7 @@ def compare_objects(
             continue
         result.resources += 1
         try:
-            drift = compare_object(
-                obj, twin, settings, autoscaled=(key.namespace, key.kind, key.name) in autoscaled
-            )
+            drift = compare_object(obj, twin, settings, autoscaled=(key.namespace, key.kind, key.name) in autoscaled)
         except Exception as exc:  # one object that cannot be compared never stops the scan
             result.errors.append(LoadError(obj.source or key.id, f"{key.id}: cannot compare: {type(exc).__name__}"))
             continue
