@@ -14,6 +14,7 @@ from kubedrift.model import JSON, KubeObject, LoadError, ResourceKey, api_group
 from kubedrift.source.documents import DocumentError, parse_json, parse_yaml, read_text
 from kubedrift.source.kustomize import (
     DEFAULT_TIMEOUT,
+    KUSTOMIZATION_FILES,
     KustomizeError,
     is_kustomization_dir,
     render_kustomization,
@@ -127,19 +128,56 @@ def _load_kustomization(collector: _Collector, directory: str, source: str, time
     collector.add_documents(docs, source, label="rendered document")
 
 
+def _referenced_dirs(kustomization_dir: str) -> set[str]:
+    """Local directories a kustomization builds on (resources/bases/components entries)."""
+    for name in KUSTOMIZATION_FILES:
+        path = os.path.join(kustomization_dir, name)
+        if os.path.isfile(path):
+            break
+    try:
+        docs = parse_yaml(read_text(path))
+    except DocumentError:
+        return set()  # rendering reports the problem
+    out = set()
+    for doc in docs:
+        if not isinstance(doc, dict):
+            continue
+        for section in ("resources", "bases", "components"):
+            entries = doc.get(section)
+            for entry in entries if isinstance(entries, list) else []:
+                target = os.path.join(kustomization_dir, str(entry))
+                if os.path.isdir(target):
+                    out.add(os.path.realpath(target))
+    return out
+
+
 def _walk(collector: _Collector, top: str, timeout: float) -> None:
-    """Every manifest under `top`, sorted; a kustomization directory is rendered as one whole."""
+    """Every manifest under `top`, sorted; a kustomization directory is rendered as one whole.
+
+    A kustomization another one in the tree builds on (a base of an overlay) is not rendered on
+    its own: its objects reach the cluster through the overlay, and would clash with it.
+    """
+    found: list[tuple[str, bool]] = []  # (path, is a kustomization dir) in walk order
     for root, dirs, files in os.walk(top):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         if root != top and is_kustomization_dir(root):
             dirs[:] = []
-            _load_kustomization(collector, root, os.path.relpath(root, top), timeout)
+            found.append((root, True))
             continue
-        for name in sorted(files):
-            if name.startswith(".") or not name.endswith(MANIFEST_SUFFIXES):
-                continue
-            path = os.path.join(root, name)
+        found += [
+            (os.path.join(root, name), False)
+            for name in sorted(files)
+            if not name.startswith(".") and name.endswith(MANIFEST_SUFFIXES)
+        ]
+    referenced: set[str] = set()
+    for path, is_kustomization in found:
+        if is_kustomization:
+            referenced |= _referenced_dirs(path)
+    for path, is_kustomization in found:
+        if not is_kustomization:
             _load_file(collector, path, os.path.relpath(path, top))
+        elif os.path.realpath(path) not in referenced:
+            _load_kustomization(collector, path, os.path.relpath(path, top), timeout)
 
 
 def load_manifests(
