@@ -73,13 +73,35 @@ def _differences(desired: Any, live: Any) -> dict[tuple[Component, ...], tuple[A
     return found
 
 
-def _hand_edits(
+def _declared(desired: Any, path: Sequence[Component]) -> bool:
+    return _get_in(desired, path) is not ABSENT
+
+
+def _git_applier(entries: Sequence[ManagedEntry], desired: Any) -> ManagedEntry | None:
+    """The server-side-apply manager that applies Git: the Apply entry owning most declared fields.
+
+    An Apply entry owns exactly what its manager last applied (no defaults), so a field it owns that
+    Git no longer declares was removed from Git and is still live.
+    """
+    best, best_count = None, 0
+    for entry in entries:
+        if entry.operation != "Apply" or entry.subresource:
+            continue
+        count = sum(1 for path in owned_leaves(entry.tree) if _declared(desired, path))
+        if count > best_count:
+            best, best_count = entry, count
+    return best
+
+
+def _out_of_git(
     desired: Any, live: dict[str, Any], entries: Sequence[ManagedEntry], managers: Sequence[str]
 ) -> dict[tuple[Component, ...], tuple[Any, Any]]:
-    """Fields Git does not declare that a hand-editing manager (kubectl edit/patch/set...) put there."""
+    """Live fields Git does not declare that a person put there (a hand-editing manager such as
+    kubectl edit/patch/set) or that Git's server-side applier still owns after Git dropped them."""
+    applier = _git_applier(entries, desired)
     found: dict[tuple[Component, ...], tuple[Any, Any]] = {}
     for entry in entries:
-        if entry.manager not in managers or entry.subresource == "status":
+        if entry is not applier and (entry.manager not in managers or entry.subresource == "status"):
             continue
         for owned in owned_leaves(entry.tree):
             node = desired
@@ -88,7 +110,9 @@ def _hand_edits(
                     node = node[comp]
                     continue
                 if isinstance(node, dict):  # the first component Git does not declare
-                    path = tuple(owned[: i + 1])
+                    # A list item is reported whole; a map field at the owned leaf, not the whole map.
+                    item_at = next((j for j in range(i, len(owned)) if isinstance(owned[j], ItemKey)), None)
+                    path = tuple(owned if item_at is None else owned[: item_at + 1])
                     value = value_at(live, path)
                     if value is not None and path not in found:
                         found[path] = (ABSENT, value)
@@ -126,7 +150,7 @@ def compare_object(
     p_desired, p_live = project_object(key.kind, d_norm, l_norm)
 
     found = _differences(p_desired, p_live) if p_desired != p_live else {}
-    for path, values in _hand_edits(p_desired, l_norm, entries, settings.hand_edit_managers).items():
+    for path, values in _out_of_git(p_desired, l_norm, entries, settings.hand_edit_managers).items():
         found.setdefault(path, values)
     if not found:
         return None

@@ -99,15 +99,15 @@ def last_writer(entries: Sequence[ManagedEntry], path: Sequence[Component]) -> M
 
 
 def owned_leaves(tree: Tree, prefix: tuple[Any, ...] = ()) -> Iterator[tuple[Any, ...]]:
-    """Topmost owned nodes: a node marked "." (owned as a whole) or a leaf."""
+    """Paths of the deepest owned nodes (fields, and list items owned only as a whole)."""
     for key, sub in tree.items():
         if key == SELF:
             continue
         path = (*prefix, key)
-        if not sub or SELF in sub:
-            yield path
-        else:
+        if any(k != SELF for k in sub):
             yield from owned_leaves(sub, path)
+        else:
+            yield path
 
 
 def resolve(obj: Any, path: Sequence[Any]) -> tuple[Any, Any] | None:
