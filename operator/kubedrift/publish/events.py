@@ -1,0 +1,79 @@
+"""Kubernetes Events on a DriftPolicy: drift detected / resolved / scan failed, one line each."""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import secrets
+from collections.abc import Sequence
+
+from kubedrift.cluster.client import ApiError, KubeClient, resource_path
+from kubedrift.model import ResourceDrift
+from kubedrift.policy import GROUP, VERSION
+from kubedrift.publish.reports import PolicyRef, format_time
+from kubedrift.publish.status import one_line
+
+log = logging.getLogger(__name__)
+
+COMPONENT = "kubedrift"
+MAX_PER_SCAN = 10
+"""Above this many drifts in one scan, one summary event replaces the individual ones."""
+
+
+def _where(drift: ResourceDrift) -> str:
+    ref = drift.resource
+    return f"{ref.kind} {ref.namespace}/{ref.name}" if ref.namespace else f"{ref.kind} {ref.name}"
+
+
+def detected_message(drift: ResourceDrift) -> str:
+    if drift.state.value == "missing":
+        return f"Drift detected: {_where(drift)} is missing from the cluster (severity {drift.severity.label})"
+    return (f"Drift detected: {_where(drift)} ({', '.join(drift.categories)}; {len(drift.changes)} changes; "
+            f"severity {drift.severity.label}, score {drift.score})")
+
+
+class EventRecorder:
+    def __init__(self, client: KubeClient, instance: str = "") -> None:
+        self._client = client
+        self._instance = instance
+
+    def post(self, policy: PolicyRef, reason: str, message: str, *, warning: bool, now: datetime.datetime) -> None:
+        stamp = format_time(now)
+        body = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"name": f"{policy.name}.{secrets.token_hex(8)}", "namespace": policy.namespace},
+            "involvedObject": {"apiVersion": f"{GROUP}/{VERSION}", "kind": "DriftPolicy", "name": policy.name,
+                               "namespace": policy.namespace, "uid": policy.uid},
+            "reason": reason,
+            "message": one_line(message),
+            "type": "Warning" if warning else "Normal",
+            "source": {"component": COMPONENT},
+            "reportingComponent": COMPONENT,
+            "reportingInstance": self._instance,
+            "firstTimestamp": stamp,
+            "lastTimestamp": stamp,
+            "count": 1,
+        }
+        try:
+            self._client.request("POST", resource_path("", "v1", "events", policy.namespace), body=body)
+        except ApiError as exc:  # an event that cannot be posted never fails a scan
+            log.warning("cannot post event %s on %s: %s", reason, policy.id, exc)
+
+    def drift_changes(self, policy: PolicyRef, detected: Sequence[ResourceDrift], resolved: Sequence[str],
+                      now: datetime.datetime) -> None:
+        if len(detected) > MAX_PER_SCAN:
+            worst = max(d.severity for d in detected)
+            self.post(policy, "DriftDetected",
+                      f"Drift detected on {len(detected)} resources (highest severity {worst.label}), "
+                      f"e.g. {', '.join(_where(d) for d in detected[:3])}", warning=True, now=now)
+        else:
+            for drift in detected:
+                self.post(policy, "DriftDetected", detected_message(drift), warning=True, now=now)
+        if len(resolved) > MAX_PER_SCAN:
+            self.post(policy, "DriftResolved", f"Drift resolved on {len(resolved)} resources, e.g. "
+                      f"{', '.join(resolved[:3])}", warning=False, now=now)
+        else:
+            for resource_id in resolved:
+                self.post(policy, "DriftResolved", f"Drift resolved: {resource_id} matches Git again",
+                          warning=False, now=now)
