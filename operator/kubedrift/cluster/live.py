@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 from kubedrift.cluster.client import ApiError, KubeClient, resource_path
 from kubedrift.cluster.discovery import Discovery
-from kubedrift.model import KubeObject, LoadError, ResourceKey, api_group
+from kubedrift.model import KubeObject, LoadError, ResourceKey
 
 log = logging.getLogger(__name__)
 
@@ -37,11 +37,31 @@ class LiveReader:
         self._client = client
         self._discovery = discovery
 
-    def read(self, desired: Iterable[KubeObject]) -> LiveRead:
+    def read(self, keys: Iterable[ResourceKey], context_kinds: Iterable[tuple[str, str]] = ()) -> LiveRead:
+        """List the kinds of `keys` in their namespaces.
+
+        `context_kinds` (group, kind) are listed too in the same namespaces, quietly: objects that
+        only inform the comparison (e.g. HorizontalPodAutoscalers), whose absence is no error.
+        """
         wanted: dict[tuple[str, str], set[str]] = defaultdict(set)
-        for obj in desired:
-            wanted[(api_group(obj.api_version), obj.kind)].add(obj.namespace)
+        for key in keys:
+            wanted[(key.group, key.kind)].add(key.namespace)
         result = LiveRead()
+        namespaces_used = {ns for spaces in wanted.values() for ns in spaces if ns}
+        for group, kind in context_kinds:
+            resource = self._discovery.resolve(group, kind)
+            if resource is None or (group, kind) in wanted:
+                continue
+            for ns in sorted(namespaces_used):
+                try:
+                    body = self._client.get(resource_path(resource.group, resource.version, resource.plural, ns))
+                except ApiError as exc:
+                    log.info("cannot list %s for context: %s", _where(group, kind, ns), exc)
+                    continue
+                for item in body.get("items") or []:
+                    item.setdefault("apiVersion", resource.api_version)
+                    item.setdefault("kind", resource.kind)
+                    result.objects.append(KubeObject(item, source="cluster"))
         for (group, kind), namespaces in sorted(wanted.items()):
             resource = self._discovery.resolve(group, kind)
             if resource is None:
