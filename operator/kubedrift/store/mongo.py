@@ -1,0 +1,340 @@
+"""DriftStore: drift history in MongoDB (pymongo). Writes go through a RetryingWriter, reads are direct.
+
+Writes never block or raise into the caller: `record_scan` snapshots the result and queues it; a
+background thread applies queued scans in order and retries with backoff while MongoDB is down or slow.
+Reads (for the REST API) raise StoreUnavailable when MongoDB does not answer in time.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Collection, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import pymongo
+from bson.errors import InvalidDocument
+from pymongo import UpdateOne
+from pymongo.collection import Collection as MongoCollection
+from pymongo.database import Database
+from pymongo.errors import (
+    BulkWriteError,
+    DocumentTooLarge,
+    InvalidOperation,
+    OperationFailure,
+    PyMongoError,
+)
+
+from kubedrift.model import ScanResult
+from kubedrift.store.queries import RecordQuery, event_json, record_json, statistics_json
+from kubedrift.store.records import EVENTS, RECORDS, Plan, ScanJob, Write, bson_time, plan_forget, plan_scan
+from kubedrift.store.writer import RetryingWriter
+
+log = logging.getLogger(__name__)
+
+DEFAULT_DATABASE = "kubedrift"
+DEFAULT_EVENT_RETENTION = timedelta(days=30)
+_DUPLICATE_KEY = 11000
+_BAD_REQUEST_CODES = frozenset({2, 9, 14, 52, 55, 56, 57, 66})
+
+
+class StoreUnavailable(RuntimeError):
+    """MongoDB did not answer a read; the message says why."""
+
+
+@dataclass(frozen=True)
+class SeedEntry:
+    """firstSeen of an active drift known from a DriftReport, for a database that has no record yet."""
+
+    policy: str
+    resource_id: str
+    first_seen: datetime
+
+
+@dataclass(frozen=True)
+class ForgetJob:
+    policy: str
+    at: datetime
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Outages and timeouts are retried until they pass; a rejected write is not."""
+    if isinstance(exc, BulkWriteError | InvalidDocument | DocumentTooLarge | InvalidOperation):
+        return False
+    if isinstance(exc, OperationFailure) and exc.code in _BAD_REQUEST_CODES:
+        return False
+    return isinstance(exc, PyMongoError)
+
+
+def _bulk(collection: MongoCollection[Any], writes: list[Write], *, ordered: bool) -> None:
+    if not writes:
+        return
+    ops = [UpdateOne(w.filter, w.update, upsert=w.upsert) for w in writes]
+    try:
+        collection.bulk_write(ops, ordered=ordered)
+    except BulkWriteError as exc:
+        # A duplicate key on a keyed upsert means the same write already landed: nothing to do.
+        errors = exc.details.get("writeErrors", [])
+        if not errors or any(e.get("code") != _DUPLICATE_KEY for e in errors):
+            raise
+
+
+class DriftStore:
+    def __init__(
+        self,
+        uri: str,
+        *,
+        timeout_ms: int = 3000,
+        event_retention: timedelta = DEFAULT_EVENT_RETENTION,
+        queue_size: int = 10_000,
+        initial_backoff: float = 0.5,
+        max_backoff: float = 30.0,
+    ) -> None:
+        self._client: pymongo.MongoClient[dict[str, Any]] = pymongo.MongoClient(
+            uri,
+            tz_aware=True,
+            connect=False,
+            serverSelectionTimeoutMS=timeout_ms,
+            connectTimeoutMS=timeout_ms,
+            socketTimeoutMS=timeout_ms * 3,
+            appname="kubedrift",
+            # Acknowledged only once journaled: a crash of MongoDB right after never loses history.
+            journal=True,
+        )
+        self._db: Database[dict[str, Any]] = self._client.get_default_database(default=DEFAULT_DATABASE)
+        self._retention = event_retention
+        self._indexes_ready = False
+        self._seeds: dict[tuple[str, str], datetime] = {}
+        self._seeds_lock = threading.Lock()
+        self._writer: RetryingWriter[ScanJob | ForgetJob] = RetryingWriter(
+            self._apply,
+            is_transient=is_transient,
+            maxsize=queue_size,
+            initial_backoff=initial_backoff,
+            max_backoff=max_backoff,
+            name="kubedrift-store",
+        )
+
+    @classmethod
+    def from_env(cls, uri: str | None = None, **options: Any) -> DriftStore | None:
+        """The store for `uri` or MONGODB_URI; None when neither is set (history is then off)."""
+        uri = uri or os.environ.get("MONGODB_URI")
+        return cls(uri, **options) if uri else None
+
+    @property
+    def database_name(self) -> str:
+        return self._db.name
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._writer.start()
+
+    def close(self, flush_timeout: float = 5.0) -> None:
+        self._writer.flush(flush_timeout)
+        self._writer.stop()
+        self._client.close()
+
+    def flush(self, timeout: float = 10.0) -> bool:
+        """Wait until every queued write is applied; False if MongoDB is still unreachable at timeout."""
+        return self._writer.flush(timeout)
+
+    # -- health ---------------------------------------------------------------------------------
+
+    @property
+    def degraded_reason(self) -> str | None:
+        """Why history writes are behind (for /readyz), or None when they are up to date."""
+        reason = self._writer.degraded_reason
+        if reason is None:
+            return None
+        return f"MongoDB unavailable, {self._writer.pending} drift history write(s) queued: {reason}"
+
+    @property
+    def pending(self) -> int:
+        return self._writer.pending
+
+    @property
+    def dropped(self) -> int:
+        return self._writer.dropped
+
+    # -- writes (never block, never raise) -------------------------------------------------------
+
+    def record_scan(
+        self,
+        policy_id: str,
+        result: ScanResult,
+        *,
+        revision: str,
+        now: datetime,
+        compared: Collection[str] | None = None,
+    ) -> None:
+        """Queue the outcome of one scan of `policy_id` (`namespace/name`).
+
+        `compared`: resource ids the scan compared. Active drift of a compared resource that is no longer
+        drifted is resolved; of a resource outside `compared`, untracked (state none). Without it, drift
+        absent from the result is resolved only when the scan had no errors.
+        """
+        self._writer.submit(ScanJob.of(policy_id, result, revision=revision, at=now, compared=compared))
+
+    def forget_policy(self, policy_id: str, *, now: datetime) -> None:
+        """The policy was deleted: its active records become state none."""
+        self._writer.submit(ForgetJob(policy_id, bson_time(now)))
+
+    def seed_first_seen(self, entries: Iterable[SeedEntry]) -> int:
+        """Remember firstSeen of active drift from DriftReports; used only for records not yet stored."""
+        count = 0
+        with self._seeds_lock:
+            for entry in entries:
+                key = (entry.policy, entry.resource_id)
+                at = bson_time(entry.first_seen)
+                if key not in self._seeds or at < self._seeds[key]:
+                    self._seeds[key] = at
+                count += 1
+        return count
+
+    def _apply(self, job: ScanJob | ForgetJob) -> None:
+        self._ensure_indexes()
+        records = self._db[RECORDS]
+        existing = {doc["resourceId"]: doc for doc in records.find({"policy": job.policy})}
+        plan: Plan
+        if isinstance(job, ForgetJob):
+            plan = plan_forget(job.policy, job.at, existing)
+        else:
+            with self._seeds_lock:
+                seeds = {rid: at for (policy, rid), at in self._seeds.items() if policy == job.policy}
+            plan = plan_scan(job, existing, seeds)
+        # Events first: if the record writes fail midway, the retry plans the same events again
+        # (same ids, no duplicates); records last, since a written record ends the replanning.
+        _bulk(self._db[EVENTS], plan.events, ordered=False)
+        _bulk(records, plan.records, ordered=True)
+
+    def _ensure_indexes(self) -> None:
+        if self._indexes_ready:
+            return
+        records = self._db[RECORDS]
+        records.create_index([("policy", 1), ("resourceId", 1)], unique=True, name="policy_resource")
+        records.create_index([("state", 1), ("lastSeen", -1)], name="state_lastSeen")
+        records.create_index([("resourceId", 1)], name="resourceId")
+        events = self._db[EVENTS]
+        seconds = int(self._retention.total_seconds())
+        try:
+            events.create_index([("at", 1)], expireAfterSeconds=seconds, name="retention")
+        except OperationFailure:
+            # The retention changed since the index was made: adjust it in place.
+            self._db.command("collMod", EVENTS, index={"name": "retention", "expireAfterSeconds": seconds})
+        events.create_index([("policy", 1), ("resourceId", 1), ("at", -1)], name="policy_resource_at")
+        self._indexes_ready = True
+
+    # -- reads (raise StoreUnavailable) ----------------------------------------------------------
+
+    def _read(self, what: str, fn: Any) -> Any:
+        try:
+            return fn()
+        except PyMongoError as exc:
+            raise StoreUnavailable(f"reading {what} from MongoDB failed: {type(exc).__name__}") from exc
+
+    def list_records(self, query: RecordQuery) -> tuple[list[dict[str, Any]], int]:
+        """One page of records (most recently seen first) and the total matching the filters."""
+        filt = query.mongo_filter()
+
+        def run() -> tuple[list[dict[str, Any]], int]:
+            coll = self._db[RECORDS]
+            total = coll.count_documents(filt)
+            cursor = (coll.find(filt).sort([("lastSeen", -1), ("policy", 1), ("resourceId", 1)])
+                      .skip(query.offset).limit(query.limit))
+            return [record_json(doc) for doc in cursor], total
+
+        result: tuple[list[dict[str, Any]], int] = self._read("drift records", run)
+        return result
+
+    def get_record(self, resource_id: str, *, policy: str | None = None, events: int = 50) -> dict[str, Any] | None:
+        """The most recently seen record of a resource (of `policy` when given), with its latest events."""
+
+        def run() -> dict[str, Any] | None:
+            filt: dict[str, Any] = {"resourceId": resource_id}
+            if policy:
+                filt["policy"] = policy
+            doc = self._db[RECORDS].find_one(filt, sort=[("lastSeen", -1)])
+            if doc is None:
+                return None
+            out = record_json(doc)
+            cursor = (self._db[EVENTS].find({"policy": doc["policy"], "resourceId": resource_id})
+                      .sort([("at", -1)]).limit(events))
+            out["events"] = [event_json(e) for e in cursor]
+            return out
+
+        found: dict[str, Any] | None = self._read("a drift record", run)
+        return found
+
+    def statistics(self, scope: RecordQuery | None = None) -> dict[str, Any]:
+        """Counts by state, percentages, mean time to resolve (over every resolved episode)."""
+        filt = (scope or RecordQuery()).mongo_filter()
+        events_filt = {("namespace" if k == "resource.namespace" else k): v for k, v in filt.items()}
+
+        def run() -> dict[str, Any]:
+            by_state = {
+                row["_id"]: row
+                for row in self._db[RECORDS].aggregate([
+                    {"$match": filt},
+                    {"$group": {"_id": "$state", "n": {"$sum": 1},
+                                "resolvedEpisodes": {"$sum": "$resolvedEpisodes"},
+                                "resolveSeconds": {"$sum": "$resolveSecondsTotal"}}},
+                ])
+            }
+            severities = {
+                row["_id"]: row["n"]
+                for row in self._db[RECORDS].aggregate([
+                    {"$match": {**filt, "state": "active"}},
+                    {"$group": {"_id": "$severity", "n": {"$sum": 1}}},
+                ])
+            }
+            events = {
+                row["_id"]: row["n"]
+                for row in self._db[EVENTS].aggregate([
+                    {"$match": events_filt},
+                    {"$group": {"_id": "$type", "n": {"$sum": 1}}},
+                ])
+            }
+            return statistics_json(by_state, severities, events)
+
+        stats: dict[str, Any] = self._read("statistics", run)
+        return stats
+
+    def ping(self) -> bool:
+        try:
+            self._client.admin.command("ping")
+            return True
+        except PyMongoError:
+            return False
+
+
+def seeds_from_reports(reports: Iterable[Mapping[str, Any]]) -> list[SeedEntry]:
+    """SeedEntries from DriftReport objects (fields read from spec, then status) that are Active."""
+    out: list[SeedEntry] = []
+    for report in reports:
+        fields: dict[str, Any] = {}
+        for part in ("status", "spec"):
+            section = report.get(part)
+            if isinstance(section, Mapping):
+                fields.update(section)
+        if str(fields.get("state", "")).lower() != "active":
+            continue
+        policy = fields.get("policy")
+        if isinstance(policy, Mapping):
+            policy = f"{policy.get('namespace') or report.get('metadata', {}).get('namespace')}/{policy.get('name')}"
+        elif isinstance(policy, str) and "/" not in policy:
+            policy = f"{report.get('metadata', {}).get('namespace', 'default')}/{policy}"
+        resource_id, first_seen = fields.get("resourceId"), fields.get("firstSeen")
+        if not (isinstance(policy, str) and isinstance(resource_id, str) and isinstance(first_seen, str)):
+            continue
+        try:
+            at = datetime.fromisoformat(first_seen.replace("Z", "+00:00"))
+        except ValueError:
+            log.warning("DriftReport %s: firstSeen %r is not a timestamp; not used",
+                        report.get("metadata", {}).get("name"), first_seen)
+            continue
+        out.append(SeedEntry(policy, resource_id, at))
+    return out

@@ -1,0 +1,192 @@
+"""DriftStore against a real MongoDB wire server: lifecycle, restarts, statistics, outages."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+
+import pymongo
+import pytest
+from tests.support.drifts import drift, scan
+from tests.support.mongo import MongoServer, free_port, mongo_base_uri, mongo_uri, own_mongo  # noqa: F401
+
+from kubedrift.model import Category, Severity
+from kubedrift.store import DriftStore, RecordQuery, SeedEntry, seeds_from_reports
+from kubedrift.store.records import EVENTS, RECORDS
+
+pytestmark = pytest.mark.integration
+
+T0 = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
+POLICY = "ops/shop"
+WEB = drift("Deployment", "shop", "web")
+API = drift("Service", "shop", "api", severity=Severity.MEDIUM, path="spec.ports[port=80].targetPort",
+            desired=8080, live=9090, category=Category.PORT_CHANGE)
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = 20.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.02)
+    return condition()
+
+
+def open_store(uri: str) -> DriftStore:
+    store = DriftStore(uri, timeout_ms=500, initial_backoff=0.05, max_backoff=0.2)
+    store.start()
+    return store
+
+
+@pytest.fixture()
+def store(mongo_uri: str) -> Iterator[DriftStore]:  # noqa: F811
+    s = open_store(mongo_uri)
+    yield s
+    s.close()
+
+
+def raw(uri: str) -> pymongo.database.Database:  # type: ignore[type-arg]
+    return pymongo.MongoClient(uri, tz_aware=True, serverSelectionTimeoutMS=2000).get_default_database()
+
+
+def test_lifecycle_episodes_and_statistics(store: DriftStore, mongo_uri: str) -> None:  # noqa: F811
+    store.record_scan(POLICY, scan(WEB, API), revision="r1", now=T0)
+    store.record_scan(POLICY, scan(WEB, API), revision="r1", now=T0 + timedelta(minutes=5))
+    store.record_scan(POLICY, scan(WEB), revision="r2", now=T0 + timedelta(hours=2))  # api fixed after 2h
+    store.record_scan(POLICY, scan(), revision="r3", now=T0 + timedelta(hours=4))  # web fixed after 4h
+    store.record_scan(POLICY, scan(WEB), revision="r3", now=T0 + timedelta(days=1))  # web drifts again
+    assert store.flush(10)
+
+    db = raw(mongo_uri)
+    assert sorted(db.list_collection_names()) == [EVENTS, RECORDS]
+    indexes = db[RECORDS].index_information()
+    assert indexes["policy_resource"]["unique"] is True
+    assert db[EVENTS].index_information()["retention"]["expireAfterSeconds"] == 30 * 24 * 3600
+
+    web = store.get_record("Deployment:shop:web")
+    assert web is not None
+    assert web["state"] == "active" and web["episode"] == 2 and web["occurrences"] == 4
+    assert web["firstSeen"] == "2026-03-02T12:00:00.000Z" and web["resolvedAt"] is None
+    assert [e["type"] for e in web["events"]] == ["detected", "resolved", "detected"]
+    api = store.get_record("Service:shop:api", policy=POLICY)
+    assert api is not None and api["state"] == "resolved" and api["resolvedAt"] == "2026-03-01T14:00:00.000Z"
+    assert api["changes"][0]["live"] == 9090 and "r2" in api["resolution"]
+    assert store.get_record("Service:shop:nope") is None
+
+    stats = store.statistics()
+    assert stats["total"] == 2 and stats["active"] == 1 and stats["resolved"] == 1
+    assert stats["activePercent"] == 50.0
+    assert stats["meanTimeToResolveSeconds"] == (2 * 3600 + 4 * 3600) / 2
+    assert stats["activeBySeverity"]["high"] == 1
+    assert stats["eventsInRetention"] == {"detected": 3, "changed": 0, "resolved": 2, "untracked": 0}
+
+
+def test_filters_and_pagination(store: DriftStore) -> None:
+    drifts = [drift("Deployment", "shop", f"web-{i:02d}") for i in range(7)]
+    store.record_scan(POLICY, scan(*drifts, API), revision="r", now=T0)
+    store.record_scan("ops/other", scan(drift("ConfigMap", "billing", "cfg", severity=Severity.LOW)),
+                      revision="r", now=T0)
+    assert store.flush(10)
+
+    items, total = store.list_records(RecordQuery(policy=POLICY, kind="Deployment", limit=3, offset=0))
+    assert total == 7 and len(items) == 3
+    rest, _ = store.list_records(RecordQuery(policy=POLICY, kind="Deployment", limit=10, offset=3))
+    assert len({i["resourceId"] for i in items + rest}) == 7
+    assert store.list_records(RecordQuery(namespace="billing"))[1] == 1
+    assert store.list_records(RecordQuery(severity="medium"))[0][0]["resourceId"] == "Service:shop:api"
+    assert store.list_records(RecordQuery(state="resolved"))[1] == 0
+    assert store.statistics(RecordQuery(policy="ops/other"))["total"] == 1
+
+
+def test_restart_keeps_history_and_seeds_first_seen_only_for_an_empty_database(mongo_uri: str) -> None:  # noqa: F811
+    first = open_store(mongo_uri)
+    first.record_scan(POLICY, scan(WEB), revision="r", now=T0)
+    assert first.flush(10)
+    first.close()
+
+    # A restarted operator passes DriftReports in; records that exist keep their own firstSeen.
+    second = open_store(mongo_uri)
+    reports = [
+        {"metadata": {"namespace": "ops", "name": "web"},
+         "spec": {"policy": "shop", "resourceId": "Deployment:shop:web"},
+         "status": {"state": "Active", "firstSeen": "2025-12-01T00:00:00Z"}},
+        {"metadata": {"namespace": "ops", "name": "api"},
+         "spec": {"policy": "shop", "resourceId": "Service:shop:api", "state": "Active",
+                  "firstSeen": "2026-02-01T00:00:00Z"}},
+        {"metadata": {"namespace": "ops", "name": "old"},
+         "spec": {"policy": "shop", "resourceId": "Service:shop:old", "state": "Resolved",
+                  "firstSeen": "2026-01-01T00:00:00Z"}},
+    ]
+    seeds = seeds_from_reports(reports)
+    assert {s.resource_id for s in seeds} == {"Deployment:shop:web", "Service:shop:api"}
+    assert second.seed_first_seen(seeds) == 2
+    second.record_scan(POLICY, scan(WEB, API), revision="r", now=T0 + timedelta(hours=1))
+    assert second.flush(10)
+    web, api = second.get_record("Deployment:shop:web"), second.get_record("Service:shop:api")
+    assert web is not None and web["firstSeen"] == "2026-03-01T12:00:00.000Z" and web["occurrences"] == 2
+    assert api is not None and api["firstSeen"] == "2026-02-01T00:00:00.000Z"
+    second.close()
+
+
+def test_forget_policy_untracks_its_active_drift(store: DriftStore) -> None:
+    store.record_scan(POLICY, scan(WEB), revision="r", now=T0)
+    store.forget_policy(POLICY, now=T0 + timedelta(minutes=1))
+    assert store.flush(10)
+    rec = store.get_record("Deployment:shop:web")
+    assert rec is not None and rec["state"] == "none" and rec["resolution"] == "policy was deleted"
+    assert store.statistics()["untracked"] == 1
+
+
+def test_mongodb_killed_mid_run_loses_and_duplicates_nothing(own_mongo: MongoServer) -> None:  # noqa: F811
+    uri = own_mongo.uri("history")
+    store = open_store(uri)
+    names = [f"web-{i}" for i in range(5)]
+    try:
+        store.record_scan(POLICY, scan(drift("Deployment", "shop", names[0])), revision="r", now=T0)
+        assert store.flush(10)
+
+        own_mongo.kill()
+        # Scans go on while MongoDB is down: the calls return at once, writes queue up.
+        for i in range(1, 5):
+            result = scan(*(drift("Deployment", "shop", n) for n in names[: i + 1]))
+            store.record_scan(POLICY, result, revision="r", now=T0 + timedelta(minutes=i))
+        assert wait_for(lambda: store.degraded_reason is not None)
+        assert "MongoDB unavailable" in str(store.degraded_reason)
+        assert store.pending >= 4
+
+        own_mongo.start()
+        assert store.flush(30)
+        assert store.degraded_reason is None
+
+        # Applying the last scan again (as a retry after a lost acknowledgement would) changes nothing.
+        store.record_scan(POLICY, scan(*(drift("Deployment", "shop", n) for n in names)), revision="r",
+                          now=T0 + timedelta(minutes=4))
+        assert store.flush(10)
+
+        db = raw(uri)
+        docs = list(db[RECORDS].find({"policy": POLICY}))
+        assert sorted(d["resourceId"] for d in docs) == [f"Deployment:shop:{n}" for n in names]
+        by_id = {d["resourceId"]: d for d in docs}
+        assert by_id["Deployment:shop:web-0"]["occurrences"] == 5
+        assert by_id["Deployment:shop:web-4"]["occurrences"] == 1
+        assert by_id["Deployment:shop:web-0"]["firstSeen"] == T0
+        assert by_id["Deployment:shop:web-3"]["firstSeen"] == T0 + timedelta(minutes=3)
+        assert db[EVENTS].count_documents({"type": "detected"}) == 5
+    finally:
+        store.close(flush_timeout=1)
+
+
+def test_writes_never_block_when_mongodb_is_unreachable() -> None:
+    # Nothing listens on this port; record_scan must still return immediately and keep the work.
+    store = DriftStore(f"mongodb://127.0.0.1:{free_port()}/kubedrift", timeout_ms=200, initial_backoff=0.05)
+    store.start()
+    try:
+        store.record_scan(POLICY, scan(WEB), revision="r", now=T0)
+        assert store.pending == 1
+        assert wait_for(lambda: store.degraded_reason is not None)
+        assert store.pending == 1
+        seed = SeedEntry(POLICY, "Deployment:shop:web", T0)
+        assert store.seed_first_seen([seed]) == 1
+    finally:
+        store.close(flush_timeout=0.1)

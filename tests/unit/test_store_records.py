@@ -1,0 +1,157 @@
+"""The drift lifecycle planned by store.records, without a database."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from tests.support.drifts import drift, scan
+
+from kubedrift.model import Category, LoadError, Severity
+from kubedrift.store.records import ScanJob, Write, bson_time, digest, plan_scan
+from kubedrift.store.writer import RetryingWriter
+
+T0 = datetime(2026, 1, 2, 3, 4, 5, 123456, tzinfo=UTC)
+POLICY = "ops/shop"
+
+
+def apply(db: dict[str, dict[str, Any]], writes: list[Write]) -> None:
+    """A tiny in-memory interpreter of the planned writes (the integration tests use real MongoDB)."""
+    for w in writes:
+        if w.upsert:
+            key = w.filter["resourceId"]
+            if key not in db:
+                db[key] = {"_id": key, **w.update["$setOnInsert"]}
+            continue
+        doc = next((d for d in db.values() if d["_id"] == w.filter["_id"]), None)
+        assert doc is not None
+        if doc.get("lastScanAt") is not None and not doc["lastScanAt"] < w.filter["lastScanAt"]["$lt"]:
+            continue
+        doc.update(w.update.get("$set", {}))
+        for k, v in w.update.get("$inc", {}).items():
+            doc[k] = doc.get(k, 0) + v
+
+
+def run(db: dict[str, dict[str, Any]], result: Any, at: datetime, **kw: Any) -> list[str]:
+    plan = plan_scan(ScanJob.of(POLICY, result, revision="abc", at=at, **kw), db)
+    apply(db, plan.records)
+    return [w.update["$setOnInsert"]["type"] + ":" + w.update["$setOnInsert"]["resourceId"] for w in plan.events]
+
+
+def test_lifecycle_active_changed_resolved_and_new_episode() -> None:
+    db: dict[str, dict[str, Any]] = {}
+    web = drift("Deployment", "shop", "web")
+    assert run(db, scan(web), T0) == ["detected:Deployment:shop:web"]
+    rec = db["Deployment:shop:web"]
+    assert rec["state"] == "active" and rec["firstSeen"] == bson_time(T0) and rec["occurrences"] == 1
+
+    assert run(db, scan(web), T0 + timedelta(minutes=5)) == []
+    assert rec["occurrences"] == 2 and rec["firstSeen"] == bson_time(T0)
+
+    changed = drift("Deployment", "shop", "web", live=7)
+    assert run(db, scan(changed), T0 + timedelta(minutes=10)) == ["changed:Deployment:shop:web"]
+    assert rec["changes"][0]["live"] == 7
+
+    assert run(db, scan(), T0 + timedelta(hours=1)) == ["resolved:Deployment:shop:web"]
+    assert rec["state"] == "resolved" and rec["resolvedAt"] == bson_time(T0 + timedelta(hours=1))
+    assert rec["resolveSecondsTotal"] == 3600.0 and rec["resolvedEpisodes"] == 1
+    assert "abc" in rec["resolution"]
+
+    later = T0 + timedelta(days=1)
+    assert run(db, scan(web), later) == ["detected:Deployment:shop:web"]
+    assert rec["state"] == "active" and rec["episode"] == 2 and rec["firstSeen"] == bson_time(later)
+    assert rec["resolvedAt"] is None and rec["occurrences"] == 4
+
+
+def test_replaying_a_scan_plans_nothing() -> None:
+    db: dict[str, dict[str, Any]] = {}
+    web = drift("Deployment", "shop", "web")
+    run(db, scan(web), T0)
+    run(db, scan(), T0 + timedelta(minutes=1))
+    snapshot = {k: dict(v) for k, v in db.items()}
+    assert run(db, scan(), T0 + timedelta(minutes=1)) == []
+    assert run(db, scan(web), T0) == []  # an older scan never rewinds a record
+    assert db == snapshot
+
+
+def test_scan_with_errors_does_not_resolve_unless_compared_ids_are_given() -> None:
+    db: dict[str, dict[str, Any]] = {}
+    run(db, scan(drift("Deployment", "shop", "web"), drift("Service", "shop", "api")), T0)
+    broken = scan()
+    broken.errors.append(LoadError("apps/web.yaml", "bad yaml"))
+    assert run(db, broken, T0 + timedelta(minutes=1)) == []
+    assert db["Deployment:shop:web"]["state"] == "active"
+
+    events = run(db, broken, T0 + timedelta(minutes=2), compared={"Service:shop:api"})
+    assert sorted(events) == ["resolved:Service:shop:api", "untracked:Deployment:shop:web"]
+    assert db["Deployment:shop:web"]["state"] == "none"
+    assert db["Service:shop:api"]["state"] == "resolved"
+
+
+def test_seeded_first_seen_is_used_for_new_records_only() -> None:
+    db: dict[str, dict[str, Any]] = {}
+    seeded = T0 - timedelta(days=3)
+    job = ScanJob.of(POLICY, scan(drift("Deployment", "shop", "web")), revision="r", at=T0)
+    apply(db, plan_scan(job, db, {"Deployment:shop:web": bson_time(seeded)}).records)
+    assert db["Deployment:shop:web"]["firstSeen"] == bson_time(seeded)
+    # A seed from the future (clock skew) never makes firstSeen later than the first sighting.
+    db2: dict[str, dict[str, Any]] = {}
+    apply(db2, plan_scan(job, db2, {"Deployment:shop:web": T0 + timedelta(days=1)}).records)
+    assert db2["Deployment:shop:web"]["firstSeen"] == bson_time(T0)
+
+
+def test_secret_values_are_stored_only_as_digests() -> None:
+    leaked = drift("Secret", "shop", "db", path="data.password", desired="aHVudGVyMg==", live="c2VjcmV0",
+                   category=Category.SECRET_CHANGE, severity=Severity.HIGH)
+    job = ScanJob.of(POLICY, scan(leaked), revision="r", at=T0)
+    change = job.drifts[0].changes[0]
+    assert change["desired"] == digest("aHVudGVyMg==") and change["live"] == digest("c2VjcmV0")
+    assert "aHVudGVyMg==" not in repr(plan_scan(job, {}))
+    already = drift("Secret", "shop", "db", path="data.password", desired="sha256:0123456789ab", live=None,
+                    category=Category.SECRET_CHANGE)
+    kept = ScanJob.of(POLICY, scan(already), revision="r", at=T0).drifts[0].changes[0]
+    assert kept["desired"] == "sha256:0123456789ab" and kept["live"] is None
+
+
+def test_writer_retries_in_order_and_reports_degraded_until_recovery() -> None:
+    applied: list[int] = []
+    failing = {"on": True}
+
+    def write(item: int) -> None:
+        if failing["on"]:
+            raise ConnectionError("down")
+        applied.append(item)
+
+    writer: RetryingWriter[int] = RetryingWriter(write, is_transient=lambda e: True, initial_backoff=0.01,
+                                                 max_backoff=0.02, maxsize=3)
+    writer.start()
+    try:
+        for i in range(5):
+            writer.submit(i)
+        assert not writer.flush(0.2)
+        assert writer.degraded_reason is not None and "down" in writer.degraded_reason
+        assert writer.dropped == 2  # bounded: the oldest two made room
+        failing["on"] = False
+        assert writer.flush(5)
+        assert applied == [2, 3, 4] and writer.degraded_reason is None
+    finally:
+        writer.stop()
+
+
+def test_writer_drops_a_permanently_failing_item_and_goes_on() -> None:
+    applied: list[str] = []
+
+    def write(item: str) -> None:
+        if item == "bad":
+            raise ValueError("rejected")
+        applied.append(item)
+
+    writer: RetryingWriter[str] = RetryingWriter(write, is_transient=lambda e: False, initial_backoff=0.01)
+    writer.start()
+    try:
+        for item in ("a", "bad", "b"):
+            writer.submit(item)
+        assert writer.flush(5)
+        assert applied == ["a", "b"] and writer.dropped == 1
+    finally:
+        writer.stop()
