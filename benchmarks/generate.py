@@ -10,6 +10,7 @@ Service port, relabel), with the managedFields entry of the tool that did it.
 from __future__ import annotations
 
 import copy
+import datetime
 import json
 import random
 import uuid
@@ -75,9 +76,20 @@ class Dataset:
     drifted_ids: set[str] = field(default_factory=set)
 
 
+def _as_json(value: Any) -> Any:
+    """YAML reads unquoted timestamps as datetimes; the API server's JSON has RFC 3339 strings."""
+    if isinstance(value, dict):
+        return {k: _as_json(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_as_json(v) for v in value]
+    if isinstance(value, datetime.datetime):
+        return value.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return value
+
+
 def _load_one(path: Path) -> dict[str, Any]:
     text = path.read_text()
-    doc = json.loads(text) if path.suffix == ".json" else yaml.load(text, Loader=yaml.CSafeLoader)
+    doc = json.loads(text) if path.suffix == ".json" else _as_json(yaml.load(text, Loader=yaml.CSafeLoader))
     if not isinstance(doc, dict):
         raise ValueError(f"{path}: expected one object")
     return doc

@@ -28,6 +28,9 @@ from generate import Dataset, Template, generate, load_templates, resource_id, w
 from kubedrift.diff import compare_objects  # noqa: E402
 from kubedrift.model import DiffSettings, KubeObject  # noqa: E402
 
+# The source root on the path, so the scan also runs from a checkout that was never pip-installed.
+_PATH = [str(REPO / "operator"), *filter(None, [os.environ.get("PYTHONPATH")])]
+ENV = {**os.environ, "PYTHONPATH": os.pathsep.join(_PATH)}
 TARGET_N = 5000
 TARGET_RATIO = 2.0
 
@@ -57,15 +60,13 @@ class Row:
 
 
 def run_process(argv: list[str]) -> Process:
-    """Wall time and peak RSS (ru_maxrss of that one child) of a command."""
-    with tempfile.TemporaryFile(mode="w+") as out:
-        start = time.perf_counter()
-        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.DEVNULL)
-        _, status, usage = os.wait4(proc.pid, 0)
-        wall = time.perf_counter() - start
-        proc.returncode = os.waitstatus_to_exitcode(status)
+    """Wall time and peak RSS of a command, measured by peak_rss.py around it."""
+    with tempfile.TemporaryFile(mode="w+") as out, tempfile.NamedTemporaryFile(suffix=".json") as result:
+        subprocess.run([sys.executable, str(HERE / "peak_rss.py"), result.name, *argv],
+                       stdout=out, stderr=subprocess.DEVNULL, env=ENV, check=True)
+        measured = json.loads(Path(result.name).read_text())
         out.seek(0)
-        return Process(wall, usage.ru_maxrss / 1024, proc.returncode, out.read())
+        return Process(measured["wall"], measured["peak_rss_kib"] / 1024, measured["returncode"], out.read())
 
 
 def best_of(repeat: int, argv: list[str]) -> Process:
