@@ -37,14 +37,17 @@ class LiveReader:
         self._client = client
         self._discovery = discovery
 
-    def read(self, keys: Iterable[ResourceKey], context_kinds: Iterable[tuple[str, str]] = ()) -> LiveRead:
-        """List the kinds of `keys` in their namespaces.
+    def read(
+        self, keys: Iterable[ResourceKey | KubeObject], context_kinds: Iterable[tuple[str, str]] = ()
+    ) -> LiveRead:
+        """List the kinds of `keys` (or of desired objects) in their namespaces.
 
         `context_kinds` (group, kind) are listed too in the same namespaces, quietly: objects that
         only inform the comparison (e.g. HorizontalPodAutoscalers), whose absence is no error.
         """
         wanted: dict[tuple[str, str], set[str]] = defaultdict(set)
-        for key in keys:
+        for item in keys:
+            key = item.key if isinstance(item, KubeObject) else item
             wanted[(key.group, key.kind)].add(key.namespace)
         result = LiveRead()
         namespaces_used = {ns for spaces in wanted.values() for ns in spaces if ns}

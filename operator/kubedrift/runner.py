@@ -1,0 +1,143 @@
+"""`kubedrift run`: the kopf operator plus the HTTP server (health now; metrics and API plug in)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import random
+import tempfile
+from typing import Any
+
+import kopf
+
+from kubedrift.cluster.client import ApiError, KubeClient
+from kubedrift.engine import Engine, ScanObserver
+from kubedrift.handlers import PolicyLoops, register
+from kubedrift.policy import PolicyError, parse_duration
+from kubedrift.publish.health import Readiness, create_app, start_server
+from kubedrift.source.git import GitCache
+
+log = logging.getLogger("kubedrift")
+
+PEERING_NAME = "kubedrift"
+FINALIZER = "kubedrift.dev/cleanup"
+WATCH_SERVER_TIMEOUT = 300.0
+WATCH_CLIENT_TIMEOUT = 330.0
+CONNECT_TIMEOUT = 10.0
+
+
+def _env(name: str, default: str | None = None) -> str | None:
+    value = os.environ.get(name)
+    return value if value else default
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--namespace", default=_env("KUBEDRIFT_NAMESPACE"),
+                        help="watch DriftPolicies in this namespace only (default: cluster-wide)")
+    parser.add_argument("--kubeconfig", default=_env("KUBECONFIG"),
+                        help="kubeconfig file (env KUBECONFIG; default: in-cluster config, then ~/.kube/config)")
+    parser.add_argument("--http-port", type=int, default=int(_env("KUBEDRIFT_HTTP_PORT", "8080") or 8080),
+                        help="port of /healthz, /readyz, /metrics and /api/v1 (env KUBEDRIFT_HTTP_PORT, 8080)")
+    parser.add_argument("--git-cache", default=_env("KUBEDRIFT_GIT_CACHE",
+                                                    os.path.join(tempfile.gettempdir(), "kubedrift-git")),
+                        help="directory of the shared git clone cache (env KUBEDRIFT_GIT_CACHE)")
+    parser.add_argument("--mongodb-uri", default=_env("MONGODB_URI"),
+                        help="MongoDB for drift history (env MONGODB_URI; optional)")
+    parser.add_argument("--report-retention", default=_env("KUBEDRIFT_REPORT_RETENTION", "24h"),
+                        help="how long Resolved DriftReports stay (env KUBEDRIFT_REPORT_RETENTION, 24h)")
+    parser.add_argument("--git-timeout", default=_env("KUBEDRIFT_GIT_TIMEOUT", "60s"),
+                        help="time limit of one fetch (env KUBEDRIFT_GIT_TIMEOUT, 60s)")
+    parser.add_argument("--log-format", choices=("plain", "full", "json"),
+                        default=_env("KUBEDRIFT_LOG_FORMAT", "plain"),
+                        help="log line format (env KUBEDRIFT_LOG_FORMAT)")
+    parser.add_argument("--peering-name", default=PEERING_NAME, help="kopf peering object (for HA replicas)")
+    parser.add_argument("--priority", type=int, default=None,
+                        help="peering priority (default: random, so one replica of several leads)")
+    parser.add_argument("--standalone", action="store_true", help="run without kopf peering")
+    parser.add_argument("--verbose", action="store_true", help="debug logging")
+
+
+def build_observers(args: argparse.Namespace, readiness: Readiness, app: Any) -> list[ScanObserver]:
+    """Scan observers (history store, metrics) and their routes on `app`. None are built yet."""
+    if args.mongodb_uri:
+        log.info("MONGODB_URI is set; drift history is recorded once the store is available")
+    return []
+
+
+def main(args: argparse.Namespace) -> int:
+    kopf.configure(verbose=args.verbose, log_format=kopf.LogFormat[args.log_format.upper()])
+    try:
+        retention = parse_duration(args.report_retention, "--report-retention")
+        git_timeout = parse_duration(args.git_timeout, "--git-timeout")
+    except PolicyError as exc:
+        log.error("%s", exc)
+        return 1
+    try:
+        client = KubeClient.from_environment(args.kubeconfig)
+    except Exception as exc:
+        log.error("no Kubernetes configuration: %s", exc)
+        return 1
+    readiness = Readiness()
+    app = create_app(readiness)
+    observers = build_observers(args, readiness, app)
+    instance = os.environ.get("HOSTNAME", "") or f"kubedrift-{os.getpid()}"
+    engine = Engine(client, GitCache(args.git_cache), retention_seconds=retention, git_timeout=git_timeout,
+                    observers=observers, instance=instance)
+    registry = kopf.OperatorRegistry()
+    register(registry, PolicyLoops(engine))
+    priority = args.priority if args.priority is not None else random.randint(1, 32767)
+
+    @kopf.on.startup(registry=registry)
+    def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+        settings.peering.name = args.peering_name
+        settings.peering.priority = priority
+        settings.peering.mandatory = False
+        settings.peering.clusterwide = args.namespace is None
+        settings.watching.server_timeout = WATCH_SERVER_TIMEOUT
+        settings.watching.client_timeout = WATCH_CLIENT_TIMEOUT
+        settings.watching.connect_timeout = CONNECT_TIMEOUT
+        settings.persistence.finalizer = FINALIZER
+        settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="kubedrift.dev")
+        settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+            prefix="kubedrift.dev", key="last-handled-configuration")
+        settings.posting.level = logging.WARNING  # kopf's own events only for problems
+        settings.posting.reporting_component = "kubedrift"
+        settings.posting.reporting_instance = instance
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(_serve(args, registry, app, readiness, priority, client))
+    return 0
+
+
+async def _serve(args: argparse.Namespace, registry: kopf.OperatorRegistry, app: Any, readiness: Readiness,
+                 priority: int, client: KubeClient) -> None:
+    runner = await start_server(app, args.http_port)
+    log.info("serving /healthz and /readyz on port %d", args.http_port)
+    ready_flag = asyncio.Event()
+
+    async def mark_ready() -> None:
+        await ready_flag.wait()
+        try:
+            await asyncio.to_thread(client.get, "/version")
+        except ApiError as exc:
+            readiness.degrade("kubernetes", str(exc))
+        readiness.mark_ready()
+
+    marker = asyncio.create_task(mark_ready())
+    try:
+        await kopf.operator(
+            registry=registry,
+            clusterwide=args.namespace is None,
+            namespaces=[args.namespace] if args.namespace else (),
+            standalone=True if args.standalone else None,
+            priority=priority,
+            peering_name=args.peering_name,
+            ready_flag=ready_flag,
+        )
+    finally:
+        marker.cancel()
+        readiness.mark_not_ready("stopping")
+        await runner.cleanup()
