@@ -33,70 +33,93 @@ def _container(body: dict[str, Any]) -> dict[str, Any]:
     return container
 
 
-def _edited(edit: Any) -> tuple[dict[str, Any], dict[str, Any]]:
-    git = deployment()
-    live = copy.deepcopy(git)
-    edit(live)
-    return git, live
+def _secret_env(name: str) -> Any:
+    return lambda b: _container(b)["env"].__setitem__(
+        0, {"name": "MODE", "valueFrom": {"secretKeyRef": {"name": name, "key": "k"}}}
+    )
 
 
-CATEGORY_CASES = {
-    "scaling": (lambda b: b["spec"].update(replicas=3), "spec.replicas", Category.SCALING),
+def _init_image(tag: str) -> Any:
+    return lambda b: _pod_spec(b).update(initContainers=[{"name": "migrate", "image": f"ghcr.io/example/m:{tag}"}])
+
+
+# case: (edit of the Git side or None, edit of the live side, reported path, category)
+CATEGORY_CASES: dict[str, tuple[Any, Any, str, Category]] = {
+    "scaling": (None, lambda b: b["spec"].update(replicas=3), "spec.replicas", Category.SCALING),
     "image": (
+        None,
         lambda b: _container(b).update(image="ghcr.io/example/web:1.0.1"),
         f"{CONTAINER}.image",
         Category.VERSION_CHANGE,
     ),
-    "init image": (None, "spec.template.spec.initContainers[name=migrate].image", Category.VERSION_CHANGE),
+    "init image": (
+        _init_image("1"),
+        _init_image("2"),
+        "spec.template.spec.initContainers[name=migrate].image",
+        Category.VERSION_CHANGE,
+    ),
     "resources": (
+        None,
         lambda b: _container(b)["resources"]["requests"].update(memory="2Gi"),
         f"{CONTAINER}.resources.requests.memory",
         Category.RESOURCE_CHANGE,
     ),
     "env value": (
+        None,
         lambda b: _container(b)["env"][0].update(value="debug"),
         f"{CONTAINER}.env[name=MODE].value",
         Category.CONFIGURATION_CHANGE,
     ),
     "secret ref": (
-        lambda b: _container(b)["env"].__setitem__(
-            0, {"name": "MODE", "valueFrom": {"secretKeyRef": {"name": "other", "key": "k"}}}
-        ),
+        _secret_env("app"),
+        _secret_env("other"),
         f"{CONTAINER}.env[name=MODE].valueFrom.secretKeyRef.name",
         Category.SECRET_CHANGE,
     ),
     "configmap ref": (
+        lambda b: _container(b).update(envFrom=[{"configMapRef": {"name": "app"}}]),
         lambda b: _container(b).update(envFrom=[{"configMapRef": {"name": "other"}}]),
         f"{CONTAINER}.envFrom",
         Category.CONFIGMAP_CHANGE,
     ),
     "port": (
+        None,
         lambda b: _container(b)["ports"][0].update(name="web"),
         f"{CONTAINER}.ports[containerPort=8080,protocol=TCP].name",
         Category.PORT_CHANGE,
     ),
     "volume mount": (
+        lambda b: _container(b).update(volumeMounts=[{"name": "data", "mountPath": "/data"}]),
         lambda b: _container(b).update(volumeMounts=[{"name": "data", "mountPath": "/srv"}]),
         f"{CONTAINER}.volumeMounts[mountPath=/data]",
         Category.VOLUME_CHANGE,
     ),
     "security": (
+        lambda b: _pod_spec(b).update(serviceAccountName="web"),
         lambda b: _pod_spec(b).update(serviceAccountName="admin"),
         "spec.template.spec.serviceAccountName",
         Category.SECURITY_CHANGE,
     ),
     "privileged": (
+        lambda b: _container(b).update(securityContext={"privileged": False}),
         lambda b: _container(b).update(securityContext={"privileged": True}),
         f"{CONTAINER}.securityContext.privileged",
         Category.SECURITY_CHANGE,
     ),
-    "label": (lambda b: b["metadata"]["labels"].update(app="other"), "metadata.labels.app", Category.LABEL_CHANGE),
+    "label": (
+        None,
+        lambda b: b["metadata"]["labels"].update(app="other"),
+        "metadata.labels.app",
+        Category.LABEL_CHANGE,
+    ),
     "annotation": (
+        lambda b: b["metadata"].update(annotations={"team": "a"}),
         lambda b: b["metadata"].update(annotations={"team": "b"}),
         "metadata.annotations.team",
         Category.ANNOTATION_CHANGE,
     ),
     "other spec config": (
+        lambda b: b["spec"].update(minReadySeconds=5),
         lambda b: b["spec"].update(minReadySeconds=30),
         "spec.minReadySeconds",
         Category.CONFIGURATION_CHANGE,
@@ -106,37 +129,12 @@ CATEGORY_CASES = {
 
 @pytest.mark.parametrize("case", sorted(CATEGORY_CASES))
 def test_category_of_each_change(case: str) -> None:
-    edit, path, category = CATEGORY_CASES[case]
+    git_edit, live_edit, path, category = CATEGORY_CASES[case]
     git = deployment()
-    if case == "init image":
-        _pod_spec(git)["initContainers"] = [{"name": "migrate", "image": "ghcr.io/example/migrate:1"}]
-        live = copy.deepcopy(git)
-        _pod_spec(live)["initContainers"][0]["image"] = "ghcr.io/example/migrate:2"
-    else:
-        live = copy.deepcopy(git)
-        edit(live)
-        # fields the edit introduced live are declared in Git too, so the change is a value change
-        if case in (
-            "secret ref",
-            "security",
-            "configmap ref",
-            "volume mount",
-            "privileged",
-            "annotation",
-            "other spec config",
-        ):
-            git_edit = {
-                "secret ref": lambda b: _container(b)["env"].__setitem__(
-                    0, {"name": "MODE", "valueFrom": {"secretKeyRef": {"name": "app", "key": "k"}}}
-                ),
-                "configmap ref": lambda b: _container(b).update(envFrom=[{"configMapRef": {"name": "app"}}]),
-                "volume mount": lambda b: _container(b).update(volumeMounts=[{"name": "data", "mountPath": "/data"}]),
-                "security": lambda b: _pod_spec(b).update(serviceAccountName="web"),
-                "privileged": lambda b: _container(b).update(securityContext={"privileged": False}),
-                "annotation": lambda b: b["metadata"].update(annotations={"team": "a"}),
-                "other spec config": lambda b: b["spec"].update(minReadySeconds=5),
-            }[case]
-            git_edit(git)
+    if git_edit:
+        git_edit(git)
+    live = copy.deepcopy(git)
+    live_edit(live)
     found = changes(git, live)
     assert list(found) == [path]
     assert found[path].category is category
