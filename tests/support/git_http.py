@@ -207,7 +207,7 @@ def serve_git_http(
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler(server))
     httpd.daemon_threads = True
     server.port = httpd.server_address[1]
-    thread = threading.Thread(target=httpd.serve_forever, name="git-http", daemon=True)
+    thread = threading.Thread(target=httpd.serve_forever, args=(0.05,), name="git-http", daemon=True)
     thread.start()
     try:
         yield server

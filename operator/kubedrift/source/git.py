@@ -36,7 +36,9 @@ ALLOWED_PROTOCOLS = "file:git:http:https:ssh"
 
 _HEX = re.compile(r"[0-9a-f]{4,40}")
 _REVISION = re.compile(r"[A-Za-z0-9._/@+-]+")
-_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s@]*@")
+# Any user info of an HTTP(S) URL (a user name may be a token); the password part of others.
+_HTTP_USERINFO = re.compile(r"(?i)\b(https?://)[^/\s@]*@")
+_PASSWORD = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^/\s:@]*):[^/\s@]*@")
 _ENV_USER = "KUBEDRIFT_GIT_USERNAME"
 _ENV_PASSWORD = "KUBEDRIFT_GIT_PASSWORD"
 # A credential helper that answers from the environment of the git process it runs under.
@@ -106,7 +108,7 @@ class Checkout:
 
 def scrub(text: str, secrets: list[str] | None = None) -> str:
     """Drop `user:password@` from URLs and blank out every secret."""
-    text = _USERINFO.sub(r"\1", text)
+    text = _PASSWORD.sub(r"\1@", _HTTP_USERINFO.sub(r"\1", text))
     for secret in sorted(secrets or (), key=len, reverse=True):
         text = text.replace(secret, "***")
     return text
@@ -226,8 +228,8 @@ def _explain(stderr: str, url: str, creds: GitCredentials | None, timeout: float
 
 def _last_error_line(stderr: str) -> str:
     lines = [line.strip() for line in stderr.splitlines() if line.strip()]
-    errors = [line for line in lines if line.startswith(("fatal:", "error:"))] or lines
-    text = errors[-1] if errors else "git gave no error output"
+    errors = [line for line in lines if line.startswith(("fatal:", "error:", "ssh:"))] or lines
+    text = errors[0] if errors else "git gave no error output"
     return text[:300]
 
 

@@ -1,0 +1,284 @@
+"""GitCache (source/git.py) against real git repositories: local paths and smart HTTP with basic auth."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import socket
+import stat
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from tests.support.git_http import GitHttpServer, commit_files, git, init_repo, serve_git_http
+
+from kubedrift.source.git import Checkout, GitCache, GitCredentials, GitSourceError, _git_environment
+from kubedrift.source.manifests import load_manifests
+
+pytestmark = pytest.mark.integration
+
+USER = "deploy-bot"
+TOKEN = "ghp_Sup3rS3cretT0kenValue"
+
+
+def cm(name: str, value: str) -> str:
+    return f"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\ndata:\n  value: {value!r}\n"
+
+
+def read(checkout: Checkout, rel: str) -> str:
+    return (Path(checkout.path) / rel).read_text()
+
+
+@pytest.fixture
+def origin(tmp_path: Path) -> Path:
+    """A working repo: v1 (tagged, annotated) then v2 on main, and a `feature` branch from v1."""
+    path = tmp_path / "origin"
+    init_repo(path, {"apps/cm.yaml": cm("app", "v1")}, "v1")
+    git("tag", "-a", "v1.0.0", "-m", "release 1", cwd=path)
+    git("branch", "feature", cwd=path)
+    commit_files(path, {"apps/cm.yaml": cm("app", "v2")}, "v2")
+    return path
+
+
+@pytest.fixture
+def cache(tmp_path: Path) -> GitCache:
+    return GitCache(str(tmp_path / "cache"))
+
+
+@pytest.fixture
+def http(tmp_path: Path) -> Iterator[GitHttpServer]:
+    with serve_git_http(tmp_path / "served", username=USER, password=TOKEN) as server:
+        server.create_repo("shop", {"apps/cm.yaml": cm("shop", "one")}, "one")
+        yield server
+
+
+def test_head_of_a_local_repo_is_checked_out(origin: Path, cache: GitCache) -> None:
+    checkout = cache.checkout(str(origin), "HEAD")
+
+    assert checkout.sha == git("rev-parse", "HEAD", cwd=origin)
+    assert "'v2'" in read(checkout, "apps/cm.yaml")
+    objects, errors = load_manifests([checkout.path])
+    assert errors == []
+    assert [(o.key.id, o.source) for o in objects] == [("ConfigMap:default:app", "apps/cm.yaml")]
+
+
+@pytest.mark.parametrize(
+    ("revision", "expected"),
+    [
+        ("main", "main"),
+        ("refs/heads/main", "main"),
+        ("feature", "feature"),
+        ("v1.0.0", "v1.0.0^{commit}"),
+        ("refs/tags/v1.0.0", "v1.0.0^{commit}"),
+    ],
+)
+def test_branches_and_tags_resolve_to_their_commit(origin: Path, cache: GitCache, revision: str, expected: str) -> None:
+    checkout = cache.checkout(str(origin), revision)
+
+    assert checkout.sha == git("rev-parse", expected, cwd=origin)
+    assert os.path.basename(checkout.path) == checkout.sha
+
+
+def test_full_and_short_sha_resolve(origin: Path, cache: GitCache) -> None:
+    first = git("rev-parse", "v1.0.0^{commit}", cwd=origin)
+
+    full = cache.checkout(str(origin), first)
+    short = cache.checkout(str(origin), first[:8])
+
+    assert full == short
+    assert full.sha == first
+    assert "'v1'" in read(full, "apps/cm.yaml")
+
+
+def test_new_commit_is_fetched_on_the_next_checkout(origin: Path, cache: GitCache) -> None:
+    before = cache.checkout(str(origin), "main")
+    new_sha = commit_files(origin, {"apps/cm.yaml": cm("app", "v3"), "apps/extra.yaml": cm("extra", "x")}, "v3")
+
+    after = cache.checkout(str(origin), "main")
+
+    assert after.sha == new_sha != before.sha
+    assert "'v3'" in read(after, "apps/cm.yaml")
+    assert (Path(after.path) / "apps/extra.yaml").exists()
+    # The earlier checkout is untouched: a policy still reading it is not disturbed.
+    assert "'v2'" in read(before, "apps/cm.yaml")
+
+
+def test_two_revisions_side_by_side_share_one_clone(origin: Path, cache: GitCache, tmp_path: Path) -> None:
+    old = cache.checkout(str(origin), "v1.0.0")
+    new = cache.checkout(str(origin), "main")
+
+    assert old.path != new.path
+    assert "'v1'" in read(old, "apps/cm.yaml")
+    assert "'v2'" in read(new, "apps/cm.yaml")
+    repo_dirs = [p.name for p in (tmp_path / "cache").iterdir() if p.is_dir()]
+    assert repo_dirs == [hashlib.sha256(str(origin).encode()).hexdigest()]
+    assert GitCache.key(str(origin)) == repo_dirs[0]
+
+
+def test_concurrent_checkouts_of_one_repo_do_not_race(origin: Path, cache: GitCache) -> None:
+    revisions = ["main", "v1.0.0", "feature", "HEAD"] * 2
+    results: dict[int, Checkout | BaseException] = {}
+
+    def run(i: int, revision: str) -> None:
+        try:
+            results[i] = cache.checkout(str(origin), revision)
+        except BaseException as exc:
+            results[i] = exc
+
+    threads = [threading.Thread(target=run, args=(i, r)) for i, r in enumerate(revisions)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+    assert all(isinstance(r, Checkout) for r in results.values()), results
+    shas = {revisions[i]: r.sha for i, r in results.items() if isinstance(r, Checkout)}
+    assert shas["main"] == shas["HEAD"] == git("rev-parse", "main", cwd=origin)
+    assert shas["v1.0.0"] == shas["feature"] == git("rev-parse", "feature", cwd=origin)
+
+
+def test_unknown_and_unsafe_revisions_are_errors(origin: Path, cache: GitCache, tmp_path: Path) -> None:
+    with pytest.raises(GitSourceError, match="unknown revision 'no-such-branch'"):
+        cache.checkout(str(origin), "no-such-branch")
+    with pytest.raises(GitSourceError, match="unknown revision 'deadbeef'"):
+        cache.checkout(str(origin), "deadbeef")
+    marker = tmp_path / "pwned"
+    with pytest.raises(GitSourceError, match="invalid revision"):
+        cache.checkout(str(origin), f"--upload-pack=touch {marker}")
+    with pytest.raises(GitSourceError, match="unsupported transport"):
+        cache.checkout("ext::true", "HEAD")
+    assert not marker.exists()
+
+
+def test_old_worktrees_beyond_the_limit_are_removed(origin: Path, tmp_path: Path) -> None:
+    cache = GitCache(str(tmp_path / "cache"), keep_trees=2)
+    first = cache.checkout(str(origin), "v1.0.0")
+    second = cache.checkout(str(origin), "main")
+    third_sha = commit_files(origin, {"apps/cm.yaml": cm("app", "v3")}, "v3")
+
+    third = cache.checkout(str(origin), "main")
+
+    assert third.sha == third_sha
+    assert not os.path.exists(first.path)
+    assert os.path.isdir(second.path) and os.path.isdir(third.path)
+
+
+def test_a_broken_cache_is_rebuilt(origin: Path, cache: GitCache, tmp_path: Path) -> None:
+    first = cache.checkout(str(origin), "main")
+    repo_git = tmp_path / "cache" / GitCache.key(str(origin)) / "repo.git"
+    (repo_git / "HEAD").unlink()  # no longer a repository
+
+    again = cache.checkout(str(origin), "main")
+
+    assert again.sha == first.sha
+    assert "'v2'" in read(again, "apps/cm.yaml")
+
+
+def test_http_with_the_right_token(http: GitHttpServer, cache: GitCache, tmp_path: Path) -> None:
+    creds = GitCredentials(username=USER, password=TOKEN)
+
+    checkout = cache.checkout(http.url("shop"), "main", credentials=creds)
+
+    assert "'one'" in read(checkout, "apps/cm.yaml")
+    assert http.authenticated and set(http.authenticated) == {USER}
+    # The token reaches git through the environment only: nothing on disk holds it.
+    for root, _, files in os.walk(tmp_path / "cache"):
+        for name in files:
+            assert TOKEN.encode() not in (Path(root) / name).read_bytes(), os.path.join(root, name)
+
+
+def test_http_fetches_new_commits_and_tags(http: GitHttpServer, cache: GitCache) -> None:
+    creds = GitCredentials(username=USER, password=TOKEN)
+    first = cache.checkout(http.url("shop"), "HEAD", credentials=creds)
+    second_sha = http.commit("shop", {"apps/cm.yaml": cm("shop", "two")}, "two", tag="v2")
+
+    by_tag = cache.checkout(http.url("shop"), "v2", credentials=creds)
+    by_head = cache.checkout(http.url("shop"), "HEAD", credentials=creds)
+
+    assert by_tag.sha == by_head.sha == second_sha != first.sha
+    assert "'two'" in read(by_head, "apps/cm.yaml")
+
+
+def test_credentials_in_the_url_are_used_but_never_stored(http: GitHttpServer, cache: GitCache, tmp_path: Path) -> None:
+    url = http.url("shop").replace("http://", f"http://{USER}:{TOKEN}@")
+
+    checkout = cache.checkout(url, "main")
+
+    assert "'one'" in read(checkout, "apps/cm.yaml")
+    config = (tmp_path / "cache" / GitCache.key(url) / "repo.git" / "config").read_text()
+    assert http.url("shop") in config
+    assert TOKEN not in config and USER not in config
+
+
+def test_wrong_token_is_an_authentication_error_without_the_token(http: GitHttpServer, cache: GitCache) -> None:
+    wrong = "ghp_WrongTokenValue123456"
+
+    with pytest.raises(GitSourceError) as info:
+        cache.checkout(http.url("shop"), "main", credentials=GitCredentials(username=USER, password=wrong))
+    with pytest.raises(GitSourceError) as in_url:
+        cache.checkout(http.url("shop").replace("http://", f"http://{USER}:{wrong}@"), "main")
+
+    for error in (info.value, in_url.value):
+        assert "authentication failed" in error.message
+        assert http.url("shop") in error.message
+        assert wrong not in error.message and wrong not in str(error)
+    assert http.rejected >= 2
+
+
+def test_missing_credentials_is_an_authentication_error(http: GitHttpServer, cache: GitCache) -> None:
+    with pytest.raises(GitSourceError, match=r"authentication failed for .*\(no credentials given\)"):
+        cache.checkout(http.url("shop"), "main")
+
+
+def test_unreachable_repository_is_an_error(cache: GitCache, http: GitHttpServer) -> None:
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+
+    with pytest.raises(GitSourceError, match=rf"repository http://127\.0\.0\.1:{port}/x\.git is unreachable"):
+        cache.checkout(f"http://{USER}:{TOKEN}@127.0.0.1:{port}/x.git", "main")
+    with pytest.raises(GitSourceError, match="is unreachable"):
+        cache.checkout(http.url("no-such-repo"), "main", credentials=GitCredentials(USER, TOKEN))
+    key = GitCredentials(ssh_private_key="-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXk\n-----END")
+    with pytest.raises(GitSourceError, match=rf"ssh://git@127\.0\.0\.1:{port}/x\.git is unreachable: .*refused"):
+        cache.checkout(f"ssh://git@127.0.0.1:{port}/x.git", "main", credentials=key)
+
+
+def test_a_server_that_never_answers_times_out(cache: GitCache) -> None:
+    with socket.socket() as silent:  # accepts connections (backlog), never replies
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}/repo.git"
+
+        with pytest.raises(GitSourceError, match=r"timed out after 1s fetching http://127\.0\.0\.1:\d+/repo\.git"):
+            cache.checkout(url, "main", timeout=1.0)
+
+
+def test_ssh_key_file_is_private_and_removed_and_host_keys_are_checked() -> None:
+    creds = GitCredentials(
+        ssh_private_key="-----BEGIN OPENSSH PRIVATE KEY-----\nAAAAB3NzaC1yc2E\n-----END OPENSSH PRIVATE KEY-----",
+        known_hosts="git.example.com ssh-ed25519 AAAAC3NzaC1lZDI1NTE5",
+    )
+
+    with _git_environment("ssh://git@git.example.com/r.git", creds, 10.0) as env:
+        command = env["GIT_SSH_COMMAND"]
+        key_file = command.split(" -i ", 1)[1].split()[0]
+        assert stat.S_IMODE(os.stat(key_file).st_mode) == 0o600
+        assert Path(key_file).read_text().endswith("-----END OPENSSH PRIVATE KEY-----\n")
+        assert "StrictHostKeyChecking=yes" in command and "UserKnownHostsFile=" in command
+        assert "AAAAB3NzaC1yc2E" not in command
+        assert env["GIT_TERMINAL_PROMPT"] == "0"
+
+    assert not os.path.exists(key_file)
+
+
+def test_credentials_from_secret_data_and_their_repr() -> None:
+    data = {"username": "Ym90", "token": "czNjcjN0", "sshPrivateKey": "a2V5"}
+
+    creds = GitCredentials.from_secret_data(data)
+
+    assert creds == GitCredentials(username="bot", password="s3cr3t", ssh_private_key="key")
+    assert "s3cr3t" not in repr(creds) and "key'" not in repr(creds)
+    with pytest.raises(GitSourceError, match="'password' is not valid base64"):
+        GitCredentials.from_secret_data({"password": "not base64!"})
