@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -92,7 +92,10 @@ class DriftStore:
         queue_size: int = 10_000,
         initial_backoff: float = 0.5,
         max_backoff: float = 30.0,
+        on_health: Callable[[str | None], None] | None = None,
     ) -> None:
+        """`on_health` is called (from the writer thread) with a degraded reason, and with None on recovery."""
+        self._on_health = on_health
         self._client: pymongo.MongoClient[dict[str, Any]] = pymongo.MongoClient(
             uri,
             tz_aware=True,
@@ -116,6 +119,7 @@ class DriftStore:
             initial_backoff=initial_backoff,
             max_backoff=max_backoff,
             name="kubedrift-store",
+            on_state_change=self._health_changed,
         )
 
     @classmethod
@@ -151,6 +155,10 @@ class DriftStore:
         if reason is None:
             return None
         return f"MongoDB unavailable, {self._writer.pending} drift history write(s) queued: {reason}"
+
+    def _health_changed(self, reason: str | None) -> None:
+        if self._on_health is not None:
+            self._on_health(None if reason is None else self.degraded_reason or reason)
 
     @property
     def pending(self) -> int:

@@ -31,6 +31,7 @@ class RetryingWriter(Generic[T]):
         initial_backoff: float = 0.5,
         max_backoff: float = 30.0,
         name: str = "writer",
+        on_state_change: Callable[[str | None], None] | None = None,
     ) -> None:
         self._apply = apply
         self._is_transient = is_transient
@@ -38,6 +39,7 @@ class RetryingWriter(Generic[T]):
         self._initial_backoff = initial_backoff
         self._max_backoff = max_backoff
         self._name = name
+        self._on_state_change = on_state_change
         self._items: deque[T] = deque()
         self._cond = threading.Condition()
         self._busy = False
@@ -92,6 +94,14 @@ class RetryingWriter(Generic[T]):
                 self._cond.wait(remaining)
             return True
 
+    def _notify(self, reason: str | None) -> None:
+        if self._on_state_change is None:
+            return
+        try:
+            self._on_state_change(reason)
+        except Exception:
+            log.exception("%s: state change callback failed", self._name)
+
     def _run(self) -> None:
         backoff = self._initial_backoff
         attempts = 0
@@ -120,9 +130,13 @@ class RetryingWriter(Generic[T]):
                         attempts = 0
                         self._cond.notify_all()
                         continue
-                    if self.degraded_reason is None:
+                    newly = self.degraded_reason is None
+                    if newly:
                         log.warning("%s: write failed, retrying with backoff: %s", self._name, reason)
                     self.degraded_reason = reason
+                if newly:
+                    self._notify(reason)
+                with self._cond:
                     deadline = time.monotonic() + backoff
                     while not self._stopping and (left := deadline - time.monotonic()) > 0:
                         self._cond.wait(left)
@@ -133,9 +147,12 @@ class RetryingWriter(Generic[T]):
                     self._items.popleft()
                 self._busy = False
                 self.written += 1
-                if self.degraded_reason is not None:
+                recovered = self.degraded_reason is not None
+                if recovered:
                     log.info("%s: writes succeed again; %d pending", self._name, len(self._items))
                 self.degraded_reason = None
                 self._cond.notify_all()
+            if recovered:
+                self._notify(None)
             backoff = self._initial_backoff
             attempts = 0

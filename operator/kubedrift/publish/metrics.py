@@ -1,0 +1,179 @@
+"""Prometheus metrics (SPEC §3), on a registry of their own.
+
+Label values come from bounded sets only: policies, the severities, the scan error reasons below, and
+the identity of objects Git declares (for the per-drift first-seen series, removed when the drift
+resolves). Drift age is left to PromQL: `time() - kubedrift_drift_first_seen_timestamp_seconds`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from kubedrift.model import ResourceDrift, ScanResult, Severity
+
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+STATE_CLEAN, STATE_DRIFT, STATE_ERROR = 0, 1, 2
+ERROR_REASONS = (
+    "InvalidPolicy", "GitError", "CredentialsError", "ManifestError", "ClusterUnavailable", "PartialRead", "Other",
+)
+"""Values of `reason` on kubedrift_scan_errors_total; anything else is counted as Other."""
+SCAN_DURATION_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
+
+
+@dataclass(frozen=True)
+class _Series:
+    kind: str
+    resource_namespace: str
+    name: str
+    severity: str
+    started: float
+
+
+class DriftMetrics:
+    """The operator's metrics. Thread-safe: scans of different policies report from worker threads."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry(auto_describe=True)
+        r = self.registry
+        policy = ["policy", "namespace"]
+        self.policy_state = Gauge("kubedrift_policy_state", "Policy state: 0 clean, 1 drift, 2 error.",
+                                  policy, registry=r)
+        self.drifted_resources = Gauge("kubedrift_drifted_resources",
+                                       "Resources of the policy with active drift, by severity.",
+                                       [*policy, "severity"], registry=r)
+        self.first_seen = Gauge("kubedrift_drift_first_seen_timestamp_seconds",
+                                "When the active drift of one object was first seen (one series per drift).",
+                                [*policy, "kind", "resource_namespace", "name", "severity"], registry=r)
+        self.last_success = Gauge("kubedrift_last_successful_scan_timestamp_seconds",
+                                  "End of the policy's last successful scan.", policy, registry=r)
+        self.interval = Gauge("kubedrift_policy_scan_interval_seconds",
+                              "The policy's scan interval (spec.interval), for staleness alerts.", policy,
+                              registry=r)
+        self.scan_duration = Histogram("kubedrift_scan_duration_seconds", "Duration of one scan of a policy.",
+                                       buckets=SCAN_DURATION_BUCKETS, registry=r)
+        self.detected = Counter("kubedrift_drifts_detected", "Drifts that became active.", registry=r)
+        self.resolved = Counter("kubedrift_drifts_resolved", "Active drifts that went away.", registry=r)
+        self.scan_errors = Counter("kubedrift_scan_errors", "Failed scans and partial read errors, by reason.",
+                                   ["reason"], registry=r)
+        self.git_fetch_errors = Counter("kubedrift_git_fetch_errors", "Failed fetches of a policy's Git source.",
+                                        policy, registry=r)
+        self.api_read_errors = Counter("kubedrift_api_read_errors",
+                                       "Kinds/namespaces whose live objects could not be read from the "
+                                       "Kubernetes API during a scan.", policy, registry=r)
+        self.store_pending = Gauge("kubedrift_store_pending_writes",
+                                   "Drift history writes waiting for MongoDB.", registry=r)
+        self.store_up = Gauge("kubedrift_store_up", "1 when drift history writes reach MongoDB, else 0.",
+                              registry=r)
+        for reason in ERROR_REASONS:
+            self.scan_errors.labels(reason=reason)
+        self._lock = threading.Lock()
+        self._active: dict[tuple[str, str], dict[str, _Series]] = {}
+        self._seeds: dict[tuple[str, str], dict[str, float]] = {}
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)
+
+    def seed_first_seen(self, namespace: str, policy: str, first_seen: Mapping[str, datetime]) -> None:
+        """firstSeen of active drift known before a restart (from DriftReports), by resource id."""
+        with self._lock:
+            self._seeds.setdefault((namespace, policy), {}).update(
+                {rid: at.timestamp() for rid, at in first_seen.items()})
+
+    def observe_scan(
+        self,
+        namespace: str,
+        policy: str,
+        result: ScanResult | None,
+        *,
+        duration: float,
+        finished: datetime,
+        error_reason: str | None = None,
+        read_errors: int = 0,
+        interval_seconds: float | None = None,
+    ) -> None:
+        """One finished scan of policy `namespace/policy`.
+
+        `result` None or `error_reason` set: the scan failed (state 2; drift series stay as they were).
+        `read_errors`: kinds or namespaces of live objects that could not be read (the rest was compared).
+        """
+        self.scan_duration.observe(max(0.0, duration))
+        labels = {"policy": policy, "namespace": namespace}
+        if interval_seconds is not None:
+            self.interval.labels(**labels).set(interval_seconds)
+        if read_errors:
+            self.api_read_errors.labels(**labels).inc(read_errors)
+            self.scan_errors.labels(reason="PartialRead").inc(read_errors)
+        if error_reason is not None or result is None:
+            reason = error_reason if error_reason in ERROR_REASONS else "Other"
+            self.scan_errors.labels(reason=reason).inc()
+            if reason == "GitError":
+                self.git_fetch_errors.labels(**labels).inc()
+            elif reason == "ClusterUnavailable":
+                self.api_read_errors.labels(**labels).inc()
+            self.policy_state.labels(**labels).set(STATE_ERROR)
+            return
+
+        self.policy_state.labels(**labels).set(STATE_DRIFT if result.drifts else STATE_CLEAN)
+        self.last_success.labels(**labels).set(finished.timestamp())
+        for severity, count in result.by_severity().items():
+            self.drifted_resources.labels(**labels, severity=severity).set(count)
+        self._sync_first_seen(namespace, policy, result.drifts, finished.timestamp())
+
+    def _sync_first_seen(self, namespace: str, policy: str, drifts: list[ResourceDrift], now: float) -> None:
+        key = (namespace, policy)
+        with self._lock:
+            before = self._active.get(key, {})
+            seeds = self._seeds.get(key, {})
+            after: dict[str, _Series] = {}
+            for drift in drifts:
+                old = before.get(drift.id)
+                if old is None:
+                    self.detected.inc()
+                    started = min(seeds.pop(drift.id, now), now)
+                else:
+                    started = old.started
+                series = _Series(drift.resource.kind, drift.resource.namespace, drift.resource.name,
+                                 drift.severity.label, started)
+                after[drift.id] = series
+                if old is not None and old.severity == series.severity:
+                    continue
+                if old is not None:
+                    # Same drift, new severity: move the series, keeping its first-seen time.
+                    self.first_seen.remove(policy, namespace, old.kind, old.resource_namespace, old.name,
+                                           old.severity)
+                self.first_seen.labels(policy=policy, namespace=namespace, kind=series.kind,
+                                       resource_namespace=series.resource_namespace, name=series.name,
+                                       severity=series.severity).set(started)
+            for resource_id, old in before.items():
+                if resource_id not in after:
+                    self.resolved.inc()
+                    self.first_seen.remove(policy, namespace, old.kind, old.resource_namespace, old.name,
+                                           old.severity)
+            self._active[key] = after
+
+    def observe_store(self, *, pending: int, degraded: bool) -> None:
+        self.store_pending.set(pending)
+        self.store_up.set(0 if degraded else 1)
+
+    def forget_policy(self, namespace: str, policy: str) -> None:
+        """The policy was deleted: drop every series that names it."""
+        labels = (policy, namespace)
+        with self._lock:
+            for series in self._active.pop((namespace, policy), {}).values():
+                self.first_seen.remove(*labels, series.kind, series.resource_namespace, series.name,
+                                       series.severity)
+            self._seeds.pop((namespace, policy), None)
+        for gauge in (self.policy_state, self.last_success, self.interval, self.git_fetch_errors,
+                      self.api_read_errors):
+            with contextlib.suppress(KeyError):
+                gauge.remove(*labels)
+        for severity in Severity:
+            with contextlib.suppress(KeyError):
+                self.drifted_resources.remove(*labels, severity.label)
