@@ -95,7 +95,7 @@ def _print(result: ScanResult, output: str) -> None:
         render_table(result, Console())
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(include_run: bool = True) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="kubedrift", description="Find drift between Git manifests and a cluster.")
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -121,11 +121,9 @@ def build_parser() -> argparse.ArgumentParser:
     scan_cmd.add_argument("--output", "-o", choices=("table", "json", "yaml"), default="table")
     scan_cmd.set_defaults(func=scan)
 
-    try:
+    if include_run:  # kopf is heavy: `scan` and `version` start without it
         from kubedrift import runner
-    except ImportError:  # TODO(lead): remove once runner.py lands
-        runner = None  # type: ignore[assignment]
-    if runner is not None:
+
         run_cmd = commands.add_parser("run", help="run the operator (kopf) against the current cluster")
         runner.add_arguments(run_cmd)
         run_cmd.set_defaults(func=runner.main)
@@ -136,7 +134,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser(include_run=not argv or argv[0] not in ("scan", "version")).parse_args(argv)
     code: int = args.func(args)
     return code
 

@@ -13,8 +13,6 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-from kubernetes.utils import parse_quantity
-
 from kubedrift.diff.keys import key_list
 
 ABSENT: Any = type("Absent", (), {"__repr__": lambda self: "<absent>"})()
@@ -45,6 +43,10 @@ def _is_empty(value: Any) -> bool:
 def _quantity(value: Any) -> Decimal | None:
     if isinstance(value, bool) or not isinstance(value, (str, int, float)):
         return None
+    # Imported on first use: the kubernetes package costs ~0.4 s to import, and most scans never
+    # meet two spellings of one quantity.
+    from kubernetes.utils import parse_quantity
+
     try:
         return Decimal(parse_quantity(value))  # type: ignore[no-untyped-call]
     except (ValueError, TypeError, ArithmeticError):
