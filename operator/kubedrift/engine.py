@@ -31,6 +31,7 @@ from kubedrift.source.manifests import load_manifests
 log = logging.getLogger(__name__)
 
 DISCOVERY_MAX_AGE = 30.0
+SCAN_REQUEST_ANNOTATION = "kubedrift.dev/scan-requested-at"
 CONTEXT_KINDS = (("autoscaling", "HorizontalPodAutoscaler"),)
 
 
@@ -245,6 +246,7 @@ class Engine:
                 errors=outcome.errors,
                 stalled_reason=outcome.stalled_reason,
                 stalled_message=outcome.stalled_message,
+                scan_request=(meta.get("annotations") or {}).get(SCAN_REQUEST_ANNOTATION),
             ),
             previous,
         )

@@ -18,13 +18,12 @@ from typing import Any
 
 import kopf
 
-from kubedrift.engine import Engine
+from kubedrift.engine import SCAN_REQUEST_ANNOTATION, Engine
 from kubedrift.policy import DEFAULT_INTERVAL, GROUP, VERSION, PolicyError, parse_duration
 
 log = logging.getLogger(__name__)
 
 PLURAL = "driftpolicies"
-SCAN_REQUEST_ANNOTATION = "kubedrift.dev/scan-requested-at"
 
 
 def scan_marker(body: Any) -> tuple[Any, Any]:

@@ -90,6 +90,10 @@ def main(args: argparse.Namespace) -> int:
     register(registry, PolicyLoops(engine))
     priority = args.priority if args.priority is not None else random.randint(1, 32767)
 
+    @kopf.on.login(registry=registry)
+    def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+        return kopf.login_via_client(**kwargs)
+
     @kopf.on.startup(registry=registry)
     def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
         settings.peering.name = args.peering_name
@@ -124,7 +128,8 @@ async def _serve(args: argparse.Namespace, registry: kopf.OperatorRegistry, app:
             await asyncio.to_thread(client.get, "/version")
         except ApiError as exc:
             readiness.degrade("kubernetes", str(exc))
-        readiness.mark_ready()
+        finally:
+            readiness.mark_ready()
 
     marker = asyncio.create_task(mark_ready())
     try:

@@ -93,7 +93,7 @@ class KubeClient:
         headers = {"Accept": "application/json"}
         if body is not None:
             headers["Content-Type"] = content_type or "application/json"
-        method, url, headers, body = self.api.param_serialize(
+        method, url, headers, body, _ = self.api.param_serialize(
             method,
             path,
             query_params=list((query or {}).items()),

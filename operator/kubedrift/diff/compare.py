@@ -50,11 +50,13 @@ def identity(obj: KubeObject) -> ResourceKey:
 def _get_in(tree: Any, path: Sequence[Component]) -> Any:
     node = tree
     for comp in path:
-        if not isinstance(node, (dict, list)):
-            return ABSENT
-        try:
-            node = node[comp]  # a map key, ItemKey or list index
-        except (KeyError, IndexError, TypeError):
+        if isinstance(node, dict):
+            node = node.get(comp, ABSENT)
+            if node is ABSENT:
+                return ABSENT
+        elif isinstance(node, list) and isinstance(comp, int) and 0 <= comp < len(node):
+            node = node[comp]
+        else:
             return ABSENT
     return node
 

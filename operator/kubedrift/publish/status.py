@@ -40,7 +40,8 @@ class ScanStatus:
     stalled_reason: str | None = None
     """Set when nothing could be compared (invalid policy, git failure, ...)."""
     stalled_message: str = ""
-    suspended: bool = False
+    scan_request: str | None = None
+    """Value of the `kubedrift.dev/scan-requested-at` annotation this scan saw (echoed back)."""
 
 
 def _condition(previous: list[dict[str, Any]], type_: str, status: bool, reason: str, message: str,
@@ -79,6 +80,8 @@ def build_status(scan: ScanStatus, previous: dict[str, Any]) -> dict[str, Any]:
         status["errors"] = errors
     if scan.revision:
         status["revision"] = scan.revision
+    if scan.scan_request is not None:
+        status["lastHandledScanRequest"] = scan.scan_request
 
     if scan.stalled_reason is not None or scan.result is None:
         reason = scan.stalled_reason or "ScanFailed"

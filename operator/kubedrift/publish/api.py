@@ -1,0 +1,171 @@
+"""REST API (SPEC §3) and /metrics, registered onto the operator's aiohttp application.
+
+Everything under /api/ needs a bearer token the API server accepts and that may list driftreports
+(`POST /api/v1/analyze`: patch driftpolicies). Errors are JSON: `{"status", "error"[, "field"]}`.
+Store reads are blocking pymongo calls, so they run in threads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
+
+from aiohttp import web
+
+from kubedrift.publish.api_auth import READ_RECORDS, AuthError, Authorizer, Permission, patch_policies
+from kubedrift.publish.metrics import CONTENT_TYPE, DriftMetrics
+from kubedrift.publish.openapi import document
+from kubedrift.publish.scan_trigger import PolicyNotFound, ScanTrigger
+from kubedrift.store.mongo import StoreUnavailable
+from kubedrift.store.queries import QueryError, RecordQuery, parse_scope
+
+log = logging.getLogger(__name__)
+
+PREFIX = "/api/v1"
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class RecordReader(Protocol):
+    def list_records(self, query: RecordQuery) -> tuple[list[dict[str, Any]], int]: ...
+
+    def get_record(self, resource_id: str, *, policy: str | None = None, events: int = 50) -> dict[str, Any] | None: ...
+
+    def statistics(self, scope: RecordQuery | None = None) -> dict[str, Any]: ...
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.status, self.message, self.field = status, message, field
+
+
+def error_response(status: int, message: str, field: str | None = None) -> web.Response:
+    body: dict[str, Any] = {"status": status, "error": message}
+    if field:
+        body["field"] = field
+    headers = {"WWW-Authenticate": 'Bearer realm="kubedrift"'} if status == 401 else None
+    return web.json_response(body, status=status, headers=headers)
+
+
+def _bearer(request: web.Request) -> str | None:
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    return (token.strip() or None) if scheme.lower() == "bearer" else None
+
+
+def _permission(request: web.Request) -> Permission:
+    if request.path == f"{PREFIX}/analyze":
+        namespace = request.query.get("policy", "").partition("/")[0]
+        return patch_policies(namespace)
+    return READ_RECORDS
+
+
+class _Api:
+    def __init__(self, store: RecordReader | None, authorizer: Authorizer, trigger: ScanTrigger | None) -> None:
+        self.store, self.authorizer, self.trigger = store, authorizer, trigger
+
+    @web.middleware
+    async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        if not request.path.startswith("/api/"):
+            return await handler(request)
+        try:
+            await self.authorizer.authorize(_bearer(request), _permission(request))
+            return await handler(request)
+        except AuthError as exc:
+            return error_response(exc.status, exc.message)
+        except ApiError as exc:
+            return error_response(exc.status, exc.message, exc.field)
+        except QueryError as exc:
+            return error_response(400, str(exc), exc.field)
+        except StoreUnavailable as exc:
+            return error_response(503, str(exc))
+        except web.HTTPException as exc:
+            if exc.status >= 400:
+                return error_response(exc.status, exc.reason)
+            raise
+
+    def _reader(self) -> RecordReader:
+        if self.store is None:
+            raise ApiError(503, "drift history is off: the operator runs without MONGODB_URI")
+        return self.store
+
+    async def _page(self, request: web.Request, **fixed: str) -> web.Response:
+        allowed: tuple[str, ...] = ("policy", "namespace", "kind", "severity", "limit", "offset")
+        if not fixed:
+            allowed = (*allowed, "state")
+        query = RecordQuery.parse(request.query, allowed=allowed, **fixed)
+        items, total = await asyncio.to_thread(self._reader().list_records, query)
+        return web.json_response({"items": items, "total": total, "limit": query.limit, "offset": query.offset})
+
+    async def records(self, request: web.Request) -> web.Response:
+        return await self._page(request)
+
+    async def active(self, request: web.Request) -> web.Response:
+        return await self._page(request, state="active")
+
+    async def resolved(self, request: web.Request) -> web.Response:
+        return await self._page(request, state="resolved")
+
+    async def record(self, request: web.Request) -> web.Response:
+        resource_id = request.match_info["resourceId"]
+        scope = RecordQuery.parse(request.query, allowed=("policy",))
+        found = await asyncio.to_thread(self._reader().get_record, resource_id, policy=scope.policy)
+        if found is None:
+            raise ApiError(404, f"no drift record for {resource_id!r}", "resourceId")
+        return web.json_response(found)
+
+    async def statistics(self, request: web.Request) -> web.Response:
+        scope = parse_scope(request.query)
+        return web.json_response(await asyncio.to_thread(self._reader().statistics, scope))
+
+    async def analyze(self, request: web.Request) -> web.Response:
+        scope = RecordQuery.parse(request.query, allowed=("policy",))
+        if self.trigger is None:
+            raise ApiError(503, "scans cannot be requested: the operator has no Kubernetes client")
+        target = None
+        if scope.policy:
+            namespace, _, name = scope.policy.partition("/")
+            target = (namespace, name)
+        try:
+            requested = await self.trigger.request_scan(target)
+        except PolicyNotFound as exc:
+            raise ApiError(404, str(exc), "policy") from None
+        except Exception as exc:
+            log.warning("analyze: cannot request a scan: %s", exc)
+            raise ApiError(503, f"cannot request a scan: {exc}") from None
+        return web.json_response({"requested": requested}, status=202)
+
+    async def openapi(self, request: web.Request) -> web.Response:
+        return web.json_response(document())
+
+
+def register_api(
+    app: web.Application,
+    *,
+    store: RecordReader | None,
+    authorizer: Authorizer,
+    trigger: ScanTrigger | None = None,
+    metrics: DriftMetrics | None = None,
+) -> None:
+    """Add /api/v1/* (and /metrics when `metrics` is given) to `app` before it starts."""
+    api = _Api(store, authorizer, trigger)
+    app.middlewares.append(api.middleware)
+    router = app.router
+    router.add_get(f"{PREFIX}/openapi.json", api.openapi)
+    router.add_get(f"{PREFIX}/drift-records", api.records)
+    router.add_get(f"{PREFIX}/drift-records/active", api.active)
+    router.add_get(f"{PREFIX}/drift-records/resolved", api.resolved)
+    router.add_get(PREFIX + "/drift-records/{resourceId:.+}", api.record)
+    router.add_get(f"{PREFIX}/statistics", api.statistics)
+    router.add_post(f"{PREFIX}/analyze", api.analyze)
+    if metrics is not None:
+        register_metrics(app, metrics)
+
+
+def register_metrics(app: web.Application, metrics: DriftMetrics) -> None:
+    async def serve(request: web.Request) -> web.Response:
+        body = await asyncio.to_thread(metrics.exposition)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
+
+    app.router.add_get("/metrics", serve)
