@@ -22,7 +22,6 @@ from typing import Any, TypeVar
 import kubernetes
 import pytest
 import yaml
-
 from tests.support.corpus import load_one
 from tests.support.emulator import EmulatorServer
 from tests.support.git_http import GitHttpServer, serve_git_http
