@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
-
-from deepdiff import DeepDiff
 
 from kubedrift.diff.classify import categorize, default_severity, override_severity, score
 from kubedrift.diff.ignore import apply_rules, controller_noise, is_ignored_object, scale_targets
@@ -61,17 +59,40 @@ def _get_in(tree: Any, path: Sequence[Component]) -> Any:
     return node
 
 
+def _differing_parts(desired: Any, live: Any, prefix: tuple[Component, ...] = ()) -> Iterator[
+    tuple[tuple[Component, ...], Any, Any]
+]:
+    """Smallest map entries that differ, found by equality: deepdiff then only sees what changed."""
+    if not (isinstance(desired, dict) and isinstance(live, dict)):
+        yield prefix, desired, live
+        return
+    for key in desired.keys() | live.keys():
+        d_value, l_value = desired.get(key, ABSENT), live.get(key, ABSENT)
+        if d_value == l_value:
+            continue
+        if isinstance(d_value, dict) and isinstance(l_value, dict):
+            yield from _differing_parts(d_value, l_value, (*prefix, key))
+        else:
+            yield (
+                prefix,
+                {} if d_value is ABSENT else {key: d_value},
+                {} if l_value is ABSENT else {key: l_value},
+            )
+
+
 def _differences(desired: Any, live: Any) -> dict[tuple[Component, ...], tuple[Any, Any]]:
     """Paths where the projected trees differ; a difference inside a plain list is the whole list."""
+    from deepdiff import DeepDiff  # imported on first drift: clean scans never pay for it
+
     found: dict[tuple[Component, ...], tuple[Any, Any]] = {}
-    tree = DeepDiff(desired, live, view="tree")
-    for levels in tree.values():
-        for level in levels:
-            comps: list[Component] = level.path(output_format="list")
-            cut = next((i for i, c in enumerate(comps) if isinstance(c, int)), None)
-            path = tuple(comps if cut is None else comps[:cut])
-            if path not in found:
-                found[path] = (_get_in(desired, path), _get_in(live, path))
+    for prefix, d_part, l_part in _differing_parts(desired, live):
+        for levels in DeepDiff(d_part, l_part, view="tree").values():
+            for level in levels:
+                comps: list[Component] = [*prefix, *level.path(output_format="list")]
+                cut = next((i for i, c in enumerate(comps) if isinstance(c, int)), None)
+                path = tuple(comps if cut is None else comps[:cut])
+                if path not in found:
+                    found[path] = (_get_in(desired, path), _get_in(live, path))
     return found
 
 
