@@ -145,14 +145,17 @@ def _check_revision(revision: str) -> str:
 
 
 class _Deadline:
-    def __init__(self, timeout: float) -> None:
+    """One time budget for all git commands of a checkout."""
+
+    def __init__(self, timeout: float, url: str) -> None:
         self.timeout = timeout
+        self.url = url
         self._end = time.monotonic() + timeout
 
     def remaining(self) -> float:
         left = self._end - time.monotonic()
         if left <= 0:
-            raise GitSourceError(f"timed out after {self.timeout:g}s")
+            raise GitSourceError(f"timed out after {self.timeout:g}s fetching {self.url}")
         return left
 
 
@@ -263,7 +266,7 @@ class GitCache:
             revision = _check_revision(revision)
             key = hashlib.sha256(url.encode()).hexdigest()
             os.makedirs(self.cache_dir, exist_ok=True)
-            deadline = _Deadline(timeout)
+            deadline = _Deadline(timeout, url)
             with self._lock(key), _file_lock(os.path.join(self.cache_dir, key + ".lock")):
                 root = os.path.join(self.cache_dir, key)
                 with _git_environment(url, creds, timeout) as env:
