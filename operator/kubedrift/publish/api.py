@@ -81,9 +81,12 @@ class _Api:
         except StoreUnavailable as exc:
             return error_response(503, str(exc))
         except web.HTTPException as exc:
-            if exc.status >= 400:
-                return error_response(exc.status, exc.reason)
-            raise
+            if exc.status < 400:
+                raise
+            response = error_response(exc.status, exc.reason)
+            if "Allow" in exc.headers:  # 405 names the methods the path supports
+                response.headers["Allow"] = exc.headers["Allow"]
+            return response
 
     def _reader(self) -> RecordReader:
         if self.store is None:

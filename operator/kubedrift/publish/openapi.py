@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from kubedrift.store.queries import MAX_LIMIT
+from kubedrift.store.queries import MAX_LIMIT, MAX_OFFSET
 
 _NULLABLE_TIME = {"type": "string", "format": "date-time", "nullable": True}
 _SEVERITY = {"type": "string", "enum": ["low", "medium", "high", "critical"]}
@@ -113,7 +113,8 @@ _FILTERS = [
     _param("kind", {"type": "string", "minLength": 1}, "kind of the drifted resource"),
     _param("severity", _SEVERITY, "severity of the drift"),
     _param("limit", {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": 100}, "page size"),
-    _param("offset", {"type": "integer", "minimum": 0, "default": 0}, "items to skip"),
+    _param("offset", {"type": "integer", "minimum": 0, "maximum": MAX_OFFSET, "default": 0},
+           "items to skip"),
 ]
 _STATE = _param("state", {"type": "string", "enum": ["active", "resolved", "none"]}, "record state")
 
@@ -165,6 +166,7 @@ def document() -> dict[str, Any]:
                               **_errors(400, 401, 403, 404, 503)},
             }},
             "/api/v1/openapi.json": {"get": {"summary": "This document",
-                                             "responses": {"200": {"description": "OpenAPI 3 document"}}}},
+                                             "responses": {"200": {"description": "OpenAPI 3 document"},
+                                                           **_errors(401, 403, 503)}}},
         },
     }

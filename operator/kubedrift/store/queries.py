@@ -12,6 +12,7 @@ from kubedrift.store.records import RecordState
 
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
+MAX_OFFSET = 1_000_000_000
 RECORD_FILTERS = ("policy", "namespace", "kind", "state", "severity")
 
 
@@ -78,7 +79,7 @@ class RecordQuery:
             state=fixed.get("state", state),
             severity=severity,
             limit=_int(params, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT),
-            offset=_int(params, "offset", 0, 0, 10**9),
+            offset=_int(params, "offset", 0, 0, MAX_OFFSET),
         )
 
     def mongo_filter(self) -> dict[str, Any]:

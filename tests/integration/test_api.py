@@ -1,0 +1,267 @@
+"""The REST API over real HTTP: MongoDB wire server behind it, bearer tokens checked by an emulated
+Kubernetes API (TokenReview + SubjectAccessReview), schemathesis against the OpenAPI document."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import aiohttp.web
+import pymongo
+import pytest
+import requests
+import schemathesis
+from hypothesis import HealthCheck, settings
+from kmock._internal import enums, rendering
+from prometheus_client.parser import text_string_to_metric_families
+from tests.support.drifts import drift, scan
+from tests.support.emulator import ApiEmulator, EmulatorServer
+from tests.support.mongo import free_port, mongo_base_uri  # noqa: F401
+
+from kubedrift.cluster.client import KubeClient
+from kubedrift.model import Severity
+from kubedrift.publish.api import register_api
+from kubedrift.publish.api_auth import KubeAuthorizer
+from kubedrift.publish.health import create_app, start_server
+from kubedrift.publish.metrics import DriftMetrics
+from kubedrift.publish.openapi import document
+from kubedrift.publish.scan_trigger import SCAN_REQUESTED_AT, AnnotationScanTrigger
+from kubedrift.store import DriftStore
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+T0 = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
+USERS = {"reader-token": ("alice", ["readers"]), "admin-token": ("root", ["admins"]),
+         "stranger-token": ("bob", ["nobody"])}
+GRANTS = {("alice", "list", "driftreports"), ("root", "list", "driftreports"), ("root", "patch", "driftpolicies")}
+READER = {"Authorization": "Bearer reader-token"}
+ADMIN = {"Authorization": "Bearer admin-token"}
+
+
+class ReviewingEmulator(ApiEmulator):  # type: ignore[misc]
+    """Answers TokenReview and SubjectAccessReview like an API server with the USERS/GRANTS above."""
+
+    def __attrs_post_init__(self) -> None:
+        super().__attrs_post_init__()
+        self.reviews: list[dict[str, Any]] = []
+
+    async def _handle(self, request: rendering.Request) -> aiohttp.web.StreamResponse:
+        res = request.resource
+        if res is not None and request.method == enums.method.POST and res.plural in (
+                "tokenreviews", "subjectaccessreviews"):
+            body = request.data if isinstance(request.data, dict) else {}
+            self.reviews.append(body)
+            spec = body.get("spec") or {}
+            if res.plural == "tokenreviews":
+                user = USERS.get(str(spec.get("token")))
+                status: dict[str, Any] = {"authenticated": False, "error": "invalid bearer token"}
+                if user:
+                    status = {"authenticated": True, "user": {"username": user[0], "uid": user[0] + "-uid",
+                                                              "groups": user[1]}}
+            else:
+                attrs = spec.get("resourceAttributes") or {}
+                allowed = attrs.get("group") == "kubedrift.dev" and (
+                    spec.get("user"), attrs.get("verb"), attrs.get("resource")) in GRANTS
+                status = {"allowed": allowed}
+            return aiohttp.web.json_response({**body, "status": status}, status=201)
+        return await super()._handle(request)
+
+
+class AppThread:
+    """The operator's aiohttp application served from a background thread on 127.0.0.1."""
+
+    def __init__(self, app: aiohttp.web.Application) -> None:
+        self.app = app
+        self.port = free_port()
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.runner: aiohttp.web.AppRunner | None = None
+
+    def __enter__(self) -> str:
+        self.thread.start()
+        fut = asyncio.run_coroutine_threadsafe(start_server(self.app, self.port, host="127.0.0.1"), self.loop)
+        self.runner = fut.result(timeout=30)
+        return f"http://127.0.0.1:{self.port}"
+
+    def __exit__(self, *exc: object) -> None:
+        assert self.runner is not None
+        asyncio.run_coroutine_threadsafe(self.runner.cleanup(), self.loop).result(timeout=30)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def k8s(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[EmulatorServer, KubeClient]]:
+    server = EmulatorServer()
+    server.emulator = ReviewingEmulator()
+    server.start()
+    try:
+        server.register_crd_file(ROOT / "crds" / "driftpolicy.yaml")
+        server.seed({"apiVersion": "kubedrift.dev/v1alpha1", "kind": "DriftPolicy",
+                     "metadata": {"namespace": "ops", "name": "shop"},
+                     "spec": {"source": {"repoURL": "http://127.0.0.1:1/repo.git"}, "interval": "5m"}})
+        kubeconfig = server.write_kubeconfig(tmp_path_factory.mktemp("kube") / "config")
+        yield server, KubeClient.from_environment(str(kubeconfig), timeout=10)
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def store(mongo_base_uri: str) -> Iterator[DriftStore]:  # noqa: F811
+    database = f"kubedrift_api_{uuid.uuid4().hex[:8]}"
+    s = DriftStore(f"{mongo_base_uri}/{database}", timeout_ms=2000)
+    s.start()
+    web = drift("Deployment", "shop", "web")
+    api = drift("Service", "shop", "api", severity=Severity.MEDIUM)
+    pods = [drift("Deployment", "shop", f"worker-{i}", severity=Severity.LOW) for i in range(5)]
+    s.record_scan("ops/shop", scan(web, api, *pods), revision="r1", now=T0)
+    s.record_scan("ops/shop", scan(web, *pods), revision="r2", now=T0 + timedelta(hours=1))
+    s.record_scan("ops/billing", scan(drift("ConfigMap", "billing", "cfg", severity=Severity.CRITICAL)),
+                  revision="r1", now=T0)
+    assert s.flush(20)
+    yield s
+    s.close()
+    with pymongo.MongoClient(mongo_base_uri) as client:
+        client.drop_database(database)
+
+
+@pytest.fixture(scope="module")
+def metrics() -> DriftMetrics:
+    m = DriftMetrics()
+    m.observe_scan("ops", "shop", scan(drift("Deployment", "shop", "web")), duration=1.0, finished=T0)
+    return m
+
+
+@pytest.fixture(scope="module")
+def base_url(k8s: tuple[EmulatorServer, KubeClient], store: DriftStore, metrics: DriftMetrics) -> Iterator[str]:
+    _, client = k8s
+    app = create_app()
+    register_api(app, store=store, authorizer=KubeAuthorizer(client), trigger=AnnotationScanTrigger(client),
+                 metrics=metrics)
+    with AppThread(app) as url:
+        yield url
+
+
+def get(base_url: str, path: str, headers: dict[str, str] | None = READER, **params: Any) -> requests.Response:
+    return requests.get(base_url + path, headers=headers, params=params, timeout=30)
+
+
+def test_tokens_missing_invalid_forbidden_and_valid(base_url: str) -> None:
+    missing = get(base_url, "/api/v1/drift-records", headers=None)
+    assert missing.status_code == 401 and missing.headers["WWW-Authenticate"].startswith("Bearer")
+    assert "missing bearer token" in missing.json()["error"]
+    invalid = get(base_url, "/api/v1/drift-records", headers={"Authorization": "Bearer made-up"})
+    assert invalid.status_code == 401 and invalid.json()["status"] == 401
+    basic = get(base_url, "/api/v1/drift-records", headers={"Authorization": "Basic cmVhZGVyLXRva2Vu"})
+    assert basic.status_code == 401
+    stranger = get(base_url, "/api/v1/drift-records", headers={"Authorization": "Bearer stranger-token"})
+    assert stranger.status_code == 403 and "'bob' may not list driftreports" in stranger.json()["error"]
+    assert get(base_url, "/api/v1/drift-records").status_code == 200
+    assert get(base_url, "/api/v1/openapi.json", headers=None).status_code == 401
+
+
+def test_reviews_are_cached_per_token(base_url: str, k8s: tuple[EmulatorServer, KubeClient]) -> None:
+    emulator = k8s[0].emulator
+    token = {"Authorization": "Bearer admin-token"}
+    before = len(emulator.reviews)
+    for _ in range(3):
+        assert get(base_url, "/api/v1/statistics", headers=token).status_code == 200
+    new = emulator.reviews[before:]
+    assert len(new) <= 2  # at most one TokenReview and one SubjectAccessReview for three calls
+    assert all("admin-token" not in str(r.get("status")) for r in new)
+
+
+def test_records_filters_pagination_and_errors(base_url: str) -> None:
+    page = get(base_url, "/api/v1/drift-records", policy="ops/shop", limit=3, offset=0).json()
+    assert page["total"] == 7 and len(page["items"]) == 3 and page["limit"] == 3
+    rest = get(base_url, "/api/v1/drift-records", policy="ops/shop", limit=10, offset=3).json()
+    ids = {i["resourceId"] for i in page["items"] + rest["items"]}
+    assert len(ids) == 7
+
+    active = get(base_url, "/api/v1/drift-records/active", policy="ops/shop").json()
+    assert active["total"] == 6 and all(i["state"] == "active" for i in active["items"])
+    resolved = get(base_url, "/api/v1/drift-records/resolved").json()
+    assert [i["resourceId"] for i in resolved["items"]] == ["Service:shop:api"]
+    assert resolved["items"][0]["resolvedAt"] == "2026-03-01T13:00:00.000Z"
+    assert get(base_url, "/api/v1/drift-records", severity="critical").json()["items"][0]["policy"] == "ops/billing"
+    assert get(base_url, "/api/v1/drift-records", namespace="billing", kind="ConfigMap").json()["total"] == 1
+    assert get(base_url, "/api/v1/drift-records", state="none").json()["total"] == 0
+
+    one = get(base_url, "/api/v1/drift-records/Deployment:shop:web").json()
+    assert one["state"] == "active" and one["occurrences"] == 2 and one["firstSeen"] == "2026-03-01T12:00:00.000Z"
+    assert [e["type"] for e in one["events"]] == ["detected"]
+
+    for params, field in [({"limit": "0"}, "limit"), ({"limit": "x"}, "limit"), ({"offset": "-1"}, "offset"),
+                          ({"state": "gone"}, "state"), ({"severity": "huge"}, "severity"),
+                          ({"policy": "shop"}, "policy"), ({"colour": "red"}, "colour")]:
+        bad = get(base_url, "/api/v1/drift-records", **params)
+        assert bad.status_code == 400 and bad.json()["field"] == field, params
+    assert get(base_url, "/api/v1/drift-records/active", state="resolved").status_code == 400
+    missing = get(base_url, "/api/v1/drift-records/Deployment:shop:nothing")
+    assert missing.status_code == 404 and missing.json()["status"] == 404
+    assert get(base_url, "/api/v1/no-such-thing").status_code == 404
+
+
+def test_statistics(base_url: str) -> None:
+    stats = get(base_url, "/api/v1/statistics").json()
+    assert stats["total"] == 8 and stats["active"] == 7 and stats["resolved"] == 1
+    assert stats["resolvedPercent"] == 12.5
+    assert stats["meanTimeToResolveSeconds"] == 3600.0
+    assert stats["activeBySeverity"] == {"low": 5, "medium": 0, "high": 1, "critical": 1}
+    billing = get(base_url, "/api/v1/statistics", policy="ops/billing").json()
+    assert billing["total"] == 1 and billing["meanTimeToResolveSeconds"] is None
+    assert get(base_url, "/api/v1/statistics", kind="Deployment").status_code == 400
+
+
+def test_analyze_needs_patch_and_stamps_the_policy(base_url: str, k8s: tuple[EmulatorServer, KubeClient]) -> None:
+    server, _ = k8s
+    url = base_url + "/api/v1/analyze"
+    denied = requests.post(url, headers=READER, params={"policy": "ops/shop"}, timeout=30)
+    assert denied.status_code == 403 and "patch driftpolicies" in denied.json()["error"]
+    accepted = requests.post(url, headers=ADMIN, params={"policy": "ops/shop"}, timeout=30)
+    assert accepted.status_code == 202 and accepted.json() == {"requested": ["ops/shop"]}
+    policy = server.get("kubedrift.dev/v1alpha1", "DriftPolicy", "ops", "shop")
+    assert policy is not None
+    stamp = policy["metadata"]["annotations"][SCAN_REQUESTED_AT]
+    assert datetime.fromisoformat(stamp.replace("Z", "+00:00")).tzinfo is not None
+    everything = requests.post(url, headers=ADMIN, timeout=30)
+    assert everything.status_code == 202 and everything.json()["requested"] == ["ops/shop"]
+    unknown = requests.post(url, headers=ADMIN, params={"policy": "ops/nope"}, timeout=30)
+    assert unknown.status_code == 404 and unknown.json()["field"] == "policy"
+    assert requests.post(url, headers=ADMIN, params={"policy": "nope"}, timeout=30).status_code == 400
+
+
+def test_metrics_endpoint_is_open_and_parses(base_url: str) -> None:
+    answer = requests.get(base_url + "/metrics", timeout=30)
+    assert answer.status_code == 200 and answer.headers["Content-Type"].startswith("text/plain")
+    families = {f.name: f for f in text_string_to_metric_families(answer.text)}
+    first_seen = families["kubedrift_drift_first_seen_timestamp_seconds"].samples
+    assert [(s.labels["name"], s.value) for s in first_seen] == [("web", T0.timestamp())]
+    assert requests.get(base_url + "/healthz", timeout=30).json() == {"status": "ok"}
+
+
+def test_store_outage_answers_503_json(k8s: tuple[EmulatorServer, KubeClient]) -> None:
+    _, client = k8s
+    dead = DriftStore(f"mongodb://127.0.0.1:{free_port()}/kubedrift", timeout_ms=200)
+    app = create_app()
+    register_api(app, store=dead, authorizer=KubeAuthorizer(client))
+    with AppThread(app) as url:
+        answer = get(url, "/api/v1/drift-records")
+        assert answer.status_code == 503 and "MongoDB" in answer.json()["error"]
+        assert get(url, "/api/v1/statistics").status_code == 503
+    dead.close(flush_timeout=0)
+
+
+schema = schemathesis.openapi.from_dict(document()).include(method="GET")
+
+
+@schema.parametrize()
+@settings(max_examples=15, deadline=None, suppress_health_check=list(HealthCheck))
+def test_read_endpoints_conform_to_the_openapi_document(case: schemathesis.Case, base_url: str) -> None:
+    case.call_and_validate(base_url=base_url, headers=READER)
