@@ -1,0 +1,48 @@
+"""Report names/labels and the readiness state of the health server."""
+
+from __future__ import annotations
+
+import re
+
+from aiohttp.test_utils import TestClient, TestServer
+
+from kubedrift.publish.health import Readiness, create_app
+from kubedrift.publish.reports import label_value, report_name
+
+DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+LABEL = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$")
+
+
+def test_report_names_are_deterministic_valid_and_distinct() -> None:
+    a = report_name("prod", "ClusterRole::system:aggregate-to-view")
+    assert a == report_name("prod", "ClusterRole::system:aggregate-to-view")
+    assert DNS_SUBDOMAIN.match(a) and len(a) <= 253
+    assert a.startswith("prod-clusterrole-cluster-system-aggregate-to-view-")
+    # Names that sanitize alike still differ by their hash.
+    assert report_name("p", "ConfigMap:a:b-c") != report_name("p", "ConfigMap:a-b:c")
+    long = report_name("p" * 60, "Deployment:" + "n" * 63 + ":" + "x" * 250)
+    assert DNS_SUBDOMAIN.match(long) and len(long) <= 253
+
+
+def test_label_values_fit_kubernetes_rules() -> None:
+    assert label_value("web") == "web"
+    assert label_value("system:aggregate-to-view") == "system-aggregate-to-view"
+    long = label_value("x" * 100)
+    assert len(long) <= 63 and LABEL.match(long)
+    assert long != label_value("x" * 101)
+
+
+async def test_readyz_follows_readiness_and_degraded_reasons() -> None:
+    readiness = Readiness()
+    async with TestClient(TestServer(create_app(readiness))) as client:
+        assert (await client.get("/healthz")).status == 200
+        answer = await client.get("/readyz")
+        assert answer.status == 503 and (await answer.json())["status"] == "not ready"
+        readiness.mark_ready()
+        assert await (await client.get("/readyz")).json() == {"status": "ok"}
+        readiness.degrade("mongodb", "connection refused")
+        answer = await client.get("/readyz")
+        assert answer.status == 200
+        assert await answer.json() == {"status": "degraded", "reasons": {"mongodb": "connection refused"}}
+        readiness.recover("mongodb")
+        assert await (await client.get("/readyz")).json() == {"status": "ok"}
