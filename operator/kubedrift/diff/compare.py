@@ -46,15 +46,18 @@ def identity(obj: KubeObject) -> ResourceKey:
 
 
 def _get_in(tree: Any, path: Sequence[Component]) -> Any:
+    """The value at `path` of a projected tree; keyed items are found in keyed maps and plain lists."""
     node = tree
     for comp in path:
         if isinstance(node, dict):
             node = node.get(comp, ABSENT)
-            if node is ABSENT:
-                return ABSENT
+        elif isinstance(node, list) and isinstance(comp, ItemKey):
+            node = next((item for item in node if comp.matches(item)), ABSENT)
         elif isinstance(node, list) and isinstance(comp, int) and 0 <= comp < len(node):
             node = node[comp]
         else:
+            return ABSENT
+        if node is ABSENT:
             return ABSENT
     return node
 
@@ -159,9 +162,10 @@ def compare_object(
     settings: DiffSettings,
     *,
     autoscaled: bool = False,
+    key: ResourceKey | None = None,
 ) -> ResourceDrift | None:
     """The drift of one object, or None when live matches what Git declares."""
-    key = identity(desired)
+    key = key or identity(desired)
     ref = ResourceRef(desired.api_version, key.kind, key.namespace, key.name)
     if live is None:
         return _missing(ref, key, settings)

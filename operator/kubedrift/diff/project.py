@@ -92,6 +92,10 @@ def project(desired: Any, live: Any, field: str = "", parent: str = "") -> tuple
             if d_value is None:
                 continue
             l_value = live.get(key, ABSENT)
+            if type(d_value) is type(l_value) and d_value == l_value:
+                # Equal as is: nothing only-live inside, nothing to normalize (the common case).
+                out_d[key] = out_l[key] = d_value
+                continue
             if _is_empty(d_value) and _is_empty(l_value):
                 out_d[key] = out_l[key] = d_value
                 continue
