@@ -13,6 +13,7 @@ from typing import Any
 
 import kopf
 
+from kubedrift import observers as scan_observers
 from kubedrift.cluster.client import ApiError, KubeClient
 from kubedrift.engine import Engine, ScanObserver
 from kubedrift.handlers import PolicyLoops, register
@@ -60,11 +61,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--verbose", action="store_true", help="debug logging")
 
 
-def build_observers(args: argparse.Namespace, readiness: Readiness, app: Any) -> list[ScanObserver]:
-    """Scan observers (history store, metrics) and their routes on `app`. None are built yet."""
-    if args.mongodb_uri:
-        log.info("MONGODB_URI is set; drift history is recorded once the store is available")
-    return []
+def build_observers(args: argparse.Namespace, readiness: Readiness, app: Any, client: KubeClient) -> list[ScanObserver]:
+    """Scan observers (history store, metrics) and their routes (/metrics, /api/v1) on `app`."""
+    return scan_observers.build(app, readiness, client, mongodb_uri=args.mongodb_uri, namespace=args.namespace)
 
 
 def main(args: argparse.Namespace) -> int:
@@ -82,7 +81,7 @@ def main(args: argparse.Namespace) -> int:
         return 1
     readiness = Readiness()
     app = create_app(readiness)
-    observers = build_observers(args, readiness, app)
+    observers = build_observers(args, readiness, app, client)
     instance = os.environ.get("HOSTNAME", "") or f"kubedrift-{os.getpid()}"
     engine = Engine(client, GitCache(args.git_cache), retention_seconds=retention, git_timeout=git_timeout,
                     observers=observers, instance=instance)
