@@ -6,14 +6,23 @@ queues), never failing the scan.
 
 from __future__ import annotations
 
+import atexit
 import datetime
 import logging
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from kubedrift.engine import ScanOutcome
+from aiohttp import web
+
+from kubedrift.cluster.client import ApiError, KubeClient, resource_path
+from kubedrift.engine import ScanObserver, ScanOutcome
+from kubedrift.policy import GROUP, VERSION
+from kubedrift.publish.api import register_api
+from kubedrift.publish.api_auth import KubeAuthorizer
+from kubedrift.publish.health import Readiness
 from kubedrift.publish.metrics import DriftMetrics
 from kubedrift.publish.reports import PolicyRef
+from kubedrift.publish.scan_trigger import AnnotationScanTrigger
 from kubedrift.store import DriftStore, seeds_from_reports
 
 log = logging.getLogger(__name__)
@@ -88,3 +97,37 @@ def store_health_hook(degrade: Callable[[str, str], None], recover: Callable[[st
             degrade("mongodb", reason)
 
     return changed
+
+
+def build(
+    app: web.Application,
+    readiness: Readiness,
+    client: KubeClient,
+    *,
+    mongodb_uri: str | None,
+    namespace: str | None = None,
+) -> list[ScanObserver]:
+    """Metrics, history store (when `mongodb_uri`) and the REST API on `app`; the observers to pass the engine.
+
+    Active drift's firstSeen is seeded from the existing DriftReports, so a restart keeps drift age.
+    """
+    metrics = DriftMetrics()
+    store = DriftStore.from_env(mongodb_uri, on_health=store_health_hook(readiness.degrade, readiness.recover))
+    observers: list[ScanObserver] = [MetricsObserver(metrics)]
+    if store is not None:
+        store.start()
+        atexit.register(store.close)
+        metrics.watch_store(lambda: store.pending, lambda: store.degraded_reason is not None)
+        observers.append(HistoryObserver(store))
+        log.info("drift history goes to MongoDB database %r", store.database_name)
+    else:
+        log.info("MONGODB_URI is not set: drift history and /api/v1 records are off")
+    try:
+        listed = client.get(resource_path(GROUP, VERSION, "driftreports", namespace))
+        seeded = seed_from_reports((listed or {}).get("items") or [], store=store, metrics=metrics)
+        log.info("first-seen times of %d active drifts taken from DriftReports", seeded)
+    except ApiError as exc:
+        log.warning("cannot list DriftReports to keep drift ages across the restart: %s", exc)
+    register_api(app, store=store, authorizer=KubeAuthorizer(client),
+                 trigger=AnnotationScanTrigger(client, namespace), metrics=metrics)
+    return observers

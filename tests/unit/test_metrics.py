@@ -108,3 +108,13 @@ def test_registries_are_independent() -> None:
     a, b = DriftMetrics(), DriftMetrics()
     a.observe_scan("ops", "shop", scan(drift("Deployment", "shop", "web")), duration=1, finished=T0)
     assert value(b, "kubedrift_drifts_detected_total") == 0
+
+
+def test_store_gauges_exist_only_with_a_store_and_follow_it() -> None:
+    m = DriftMetrics()
+    assert "kubedrift_store_up" not in samples(m)  # no MongoDB configured: nothing to alert on
+    state = {"pending": 3, "degraded": True}
+    m.watch_store(lambda: state["pending"], lambda: bool(state["degraded"]))
+    assert value(m, "kubedrift_store_up") == 0 and value(m, "kubedrift_store_pending_writes") == 3
+    state.update(pending=0, degraded=False)
+    assert value(m, "kubedrift_store_up") == 1 and value(m, "kubedrift_store_pending_writes") == 0

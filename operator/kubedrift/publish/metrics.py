@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -67,10 +67,6 @@ class DriftMetrics:
         self.api_read_errors = Counter("kubedrift_api_read_errors",
                                        "Kinds/namespaces whose live objects could not be read from the "
                                        "Kubernetes API during a scan.", policy, registry=r)
-        self.store_pending = Gauge("kubedrift_store_pending_writes",
-                                   "Drift history writes waiting for MongoDB.", registry=r)
-        self.store_up = Gauge("kubedrift_store_up", "1 when drift history writes reach MongoDB, else 0.",
-                              registry=r)
         for reason in ERROR_REASONS:
             self.scan_errors.labels(reason=reason)
         self._lock = threading.Lock()
@@ -158,9 +154,12 @@ class DriftMetrics:
                                            old.severity)
             self._active[key] = after
 
-    def observe_store(self, *, pending: int, degraded: bool) -> None:
-        self.store_pending.set(pending)
-        self.store_up.set(0 if degraded else 1)
+    def watch_store(self, pending: Callable[[], int], degraded: Callable[[], bool]) -> None:
+        """Export the history store's queue depth and health (read at every scrape); only with a store."""
+        Gauge("kubedrift_store_pending_writes", "Drift history writes waiting for MongoDB.",
+              registry=self.registry).set_function(lambda: float(pending()))
+        Gauge("kubedrift_store_up", "1 when drift history writes reach MongoDB, else 0.",
+              registry=self.registry).set_function(lambda: 0.0 if degraded() else 1.0)
 
     def forget_policy(self, namespace: str, policy: str) -> None:
         """The policy was deleted: drop every series that names it."""
