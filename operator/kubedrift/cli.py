@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import sys
 from collections.abc import Sequence
@@ -59,6 +60,9 @@ def _live_from_cluster(
 
 
 def scan(args: argparse.Namespace) -> int:
+    # Decoded manifests are millions of small acyclic containers: the cyclic collector would walk
+    # them again and again for nothing (a third of a large scan's time). A one-shot run can skip it.
+    gc.disable()
     err = Console(stderr=True)
     result = ScanResult(resources=0)
     try:
