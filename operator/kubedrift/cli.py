@@ -53,7 +53,13 @@ def _live_from_cluster(
     from kubedrift.cluster.discovery import Discovery
     from kubedrift.cluster.live import LiveReader
 
-    client = KubeClient.from_environment()
+    try:
+        client = KubeClient.from_environment()
+    except Exception as exc:  # kubernetes.config raises ConfigException, or OSError for a bad path
+        raise RuntimeError(
+            "no --live snapshot given and no usable cluster configuration "
+            f"(KUBECONFIG, in-cluster service account, ~/.kube/config): {exc}"
+        ) from None
     with _status(console, f"reading live objects for {len(desired)} manifests from the cluster…"):
         read = LiveReader(client, Discovery(client)).read(desired)
     return [d for d in desired if read.readable(d.key)], read.objects, read.errors
