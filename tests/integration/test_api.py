@@ -17,11 +17,11 @@ import pytest
 import requests
 import schemathesis
 from hypothesis import HealthCheck, settings
-from kmock._internal import enums, rendering
 from prometheus_client.parser import text_string_to_metric_families
 from tests.support.drifts import drift, scan
-from tests.support.emulator import ApiEmulator, EmulatorServer
+from tests.support.emulator import EmulatorServer
 from tests.support.mongo import free_port, mongo_base_uri  # noqa: F401
+from tests.support.reviews import ADMIN, READER, ReviewingEmulator
 
 from kubedrift.cluster.client import KubeClient
 from kubedrift.model import Severity
@@ -37,42 +37,6 @@ pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
 T0 = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
-USERS = {"reader-token": ("alice", ["readers"]), "admin-token": ("root", ["admins"]),
-         "stranger-token": ("bob", ["nobody"])}
-GRANTS = {("alice", "list", "driftreports"), ("root", "list", "driftreports"), ("root", "patch", "driftpolicies")}
-READER = {"Authorization": "Bearer reader-token"}
-ADMIN = {"Authorization": "Bearer admin-token"}
-
-
-class ReviewingEmulator(ApiEmulator):  # type: ignore[misc]
-    """Answers TokenReview and SubjectAccessReview like an API server with the USERS/GRANTS above."""
-
-    def __attrs_post_init__(self) -> None:
-        super().__attrs_post_init__()
-        self.reviews: list[dict[str, Any]] = []
-
-    async def _handle(self, request: rendering.Request) -> aiohttp.web.StreamResponse:
-        res = request.resource
-        if res is not None and request.method == enums.method.POST and res.plural in (
-                "tokenreviews", "subjectaccessreviews"):
-            body = request.data if isinstance(request.data, dict) else {}
-            self.reviews.append(body)
-            spec = body.get("spec") or {}
-            if res.plural == "tokenreviews":
-                user = USERS.get(str(spec.get("token")))
-                status: dict[str, Any] = {"authenticated": False, "error": "invalid bearer token"}
-                if user:
-                    status = {"authenticated": True, "user": {"username": user[0], "uid": user[0] + "-uid",
-                                                              "groups": user[1]}}
-            else:
-                attrs = spec.get("resourceAttributes") or {}
-                allowed = attrs.get("group") == "kubedrift.dev" and (
-                    spec.get("user"), attrs.get("verb"), attrs.get("resource")) in GRANTS
-                status = {"allowed": allowed}
-            return aiohttp.web.json_response({**body, "status": status}, status=201)
-        return await super()._handle(request)
-
-
 class AppThread:
     """The operator's aiohttp application served from a background thread on 127.0.0.1."""
 
