@@ -36,6 +36,7 @@ class Discovery:
         self._client = client
         self._lock = threading.Lock()
         self._by_kind: dict[tuple[str, str], ApiResource] = {}
+        self._loaded = False
         self._fallback = BuiltinScopes()
         self.errors: list[str] = []
 
@@ -73,11 +74,14 @@ class Discovery:
                 )
         with self._lock:
             self._by_kind = found
+            self._loaded = True
             self.errors = errors
         for message in errors:
             log.warning(message)
 
     def resolve(self, group: str, kind: str) -> ApiResource | None:
+        if not self._loaded:
+            self.refresh()
         with self._lock:
             return self._by_kind.get((group, kind))
 

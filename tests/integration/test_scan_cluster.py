@@ -1,0 +1,90 @@
+"""`kubedrift scan` without --live: live objects come from the kubeconfig's cluster (the emulator)."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+from tests.support.corpus import load_one
+from tests.support.emulator import EmulatorServer
+
+pytestmark = pytest.mark.integration
+
+GE = "argoproj__gitops-engine__pkg__diff__testdata__"
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[tuple[EmulatorServer, Path]]:
+    server = EmulatorServer().start()
+    try:
+        yield server, server.write_kubeconfig(tmp_path / "kubeconfig")
+    finally:
+        server.stop()
+
+
+def _scan(kubeconfig: Path, manifests: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "KUBECONFIG": str(kubeconfig), "COLUMNS": "200"}
+    return subprocess.run(
+        [sys.executable, "-m", "kubedrift", "scan", "--manifests", str(manifests), "-o", "json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+        check=False,
+    )
+
+
+def test_scan_reads_live_objects_from_the_current_context(cluster: tuple[EmulatorServer, Path], tmp_path: Path) -> None:
+    server, kubeconfig = cluster
+    live_deploy = load_one(GE + "smd-deploy-live.yaml")
+    live_deploy["spec"]["replicas"] = 7
+    server.seed(live_deploy)
+    live_service = server.seed(load_one(GE + "ssd-service-live.yaml"))
+    git = tmp_path / "git"
+    git.mkdir()
+    (git / "deploy.yaml").write_text(yaml.safe_dump(load_one(GE + "smd-deploy-config.yaml")))
+    service = load_one(GE + "ssd-service-config.yaml")
+    service["metadata"]["namespace"] = live_service["metadata"]["namespace"]
+    missing = copy.deepcopy(service)
+    missing["metadata"]["name"] = "not-deployed"
+    (git / "services.yaml").write_text(yaml.safe_dump_all([service, missing]))
+
+    proc = _scan(kubeconfig, git)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    out = json.loads(proc.stdout)
+    assert out["summary"]["resources"] == 3 and out["errors"] == []
+    by_id = {d["id"]: d for d in out["drifts"]}
+    namespace = live_deploy["metadata"]["namespace"]
+    missing_id = f"Service:{service['metadata']['namespace']}:not-deployed"
+    assert set(by_id) == {f"Deployment:{namespace}:nginx-deployment", missing_id}
+    assert [
+        (c["path"], c["desired"], c["live"]) for c in by_id[f"Deployment:{namespace}:nginx-deployment"]["changes"]
+    ] == [("spec.replicas", 2, 7)]
+    assert by_id[missing_id]["state"] == "missing"
+
+
+def test_kind_the_user_may_not_list_is_an_error_not_missing(
+    cluster: tuple[EmulatorServer, Path], tmp_path: Path
+) -> None:
+    server, kubeconfig = cluster
+    server.seed(load_one(GE + "smd-deploy-live.yaml"))
+    server.forbid("", "services")
+    git = tmp_path / "git"
+    git.mkdir()
+    (git / "deploy.yaml").write_text(yaml.safe_dump(load_one(GE + "smd-deploy-config.yaml")))
+    service = load_one(GE + "ssd-service-config.yaml")
+    service["metadata"]["namespace"] = "default"
+    (git / "service.yaml").write_text(yaml.safe_dump(service))
+    proc = _scan(kubeconfig, git)
+    assert proc.returncode == 1
+    out = json.loads(proc.stdout)
+    assert out["drifts"] == []  # the Service is not reported Missing, the Deployment is clean
+    assert len(out["errors"]) == 1 and "Service" in out["errors"][0]["file"]
+    assert "forbidden" in out["errors"][0]["message"].lower() or "403" in out["errors"][0]["message"]
