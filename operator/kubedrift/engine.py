@@ -203,9 +203,18 @@ class Engine:
             cached = self._manifests.get(ref.id)
         if cached is not None and cached[0] == cache_key:
             return copy.deepcopy(cached[1]), list(cached[2])
-        paths = [os.path.normpath(os.path.join(checkout.path, p)) for p in spec.source.paths]
+        root = os.path.realpath(checkout.path)
+        paths: list[str] = []
+        outside: list[LoadError] = []
+        for path in spec.source.paths:
+            full = os.path.realpath(os.path.join(root, path))
+            if full == root or full.startswith(root + os.sep):
+                paths.append(os.path.join(checkout.path, os.path.relpath(full, root)))
+            else:
+                outside.append(LoadError(path, "spec.source.paths: the path leads out of the repository"))
         objects, errors = load_manifests(paths, default_namespace=spec.settings.default_namespace,
                                          scopes=self.discovery)
+        errors += outside
         prefix = checkout.path.rstrip("/") + "/"
         errors = [LoadError(e.file[len(prefix):] if e.file.startswith(prefix) else e.file,
                             e.message.replace(prefix, "")) for e in errors]
