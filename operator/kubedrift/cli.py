@@ -14,7 +14,7 @@ from rich.console import Console
 
 from kubedrift import __version__
 from kubedrift.diff import compare_objects
-from kubedrift.kinds import BuiltinScopes, ScopeResolver
+from kubedrift.kinds import BuiltinScopes
 from kubedrift.model import DiffSettings, KubeObject, LoadError, ScanResult
 from kubedrift.policy import PolicyError, parse_policy
 from kubedrift.publish.terminal import render_table
@@ -73,10 +73,9 @@ def scan(args: argparse.Namespace) -> int:
     result = ScanResult(resources=0)
     try:
         settings = _settings(args)
-        scopes: ScopeResolver = BuiltinScopes()
         with _status(err, "reading manifests…"):
             desired, errors = load_manifests(
-                args.manifests, default_namespace=settings.default_namespace, scopes=scopes
+                args.manifests, default_namespace=settings.default_namespace, scopes=BuiltinScopes()
             )
         if args.live:
             live, live_errors = load_live_snapshot(args.live)

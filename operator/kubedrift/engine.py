@@ -161,7 +161,7 @@ class Engine:
             self._refresh_discovery(force=True)
         live = self.live.read(keys, CONTEXT_KINDS)
         comparable = [o for o, k in zip(desired, keys, strict=True) if live.readable(k)]
-        result = compare_objects(comparable, live.objects, spec.settings, scopes=self.discovery)
+        result = compare_objects(comparable, live.objects, spec.settings)
         outcome.result = result
         outcome.compared = {k.id for o, k in zip(desired, keys, strict=True) if live.readable(k)}
         outcome.errors = [*load_errors, *live.errors, *result.errors]

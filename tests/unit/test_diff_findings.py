@@ -444,3 +444,13 @@ def test_policy_manifest_sets_rules_and_rejects_bad_fields() -> None:
         bad["spec"][field] = value
         with pytest.raises(PolicyError, match=message.replace("[", r"\[").replace("]", r"\]")):
             parse_policy(bad)
+
+
+def test_set_member_added_by_hand_reports_the_list() -> None:
+    git = deployment()
+    live = copy.deepcopy(git)
+    live["metadata"]["finalizers"] = ["example.com/keep"]
+    fields = {"f:metadata": {"f:finalizers": {".": {}, 'v:"example.com/keep"': {}}}}
+    found = changes(git, with_managed(live, managed("kubectl-patch", fields)))
+    assert list(found) == ["metadata.finalizers"]
+    assert (found["metadata.finalizers"].desired, found["metadata.finalizers"].live) == (None, ["example.com/keep"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -11,7 +12,6 @@ from kubedrift.diff.keys import Component, ItemKey, render_path, unkey
 from kubedrift.diff.managed import ManagedEntry, last_writer, owned_leaves, parse_managed_fields, value_at
 from kubedrift.diff.normalize import normalize
 from kubedrift.diff.project import ABSENT, project_object
-from kubedrift.kinds import ScopeResolver
 from kubedrift.model import (
     Category,
     Change,
@@ -130,6 +130,8 @@ def _out_of_git(
         if entry is not applier and (entry.manager not in managers or entry.subresource == "status"):
             continue
         for owned in owned_leaves(entry.tree):
+            # a member of a set-like list (`v:` key) is reported as the whole list
+            owned = tuple(itertools.takewhile(lambda c: not isinstance(c, tuple), owned))
             node = desired
             for i, comp in enumerate(owned):
                 if isinstance(node, dict) and comp in node:
@@ -213,14 +215,11 @@ def compare_objects(
     desired: Sequence[KubeObject],
     live: Sequence[KubeObject],
     settings: DiffSettings,
-    *,
-    scopes: ScopeResolver | None = None,
 ) -> ScanResult:
     """Compare every desired object with its live twin (matched by group/kind/namespace/name).
 
-    Live objects Git does not declare are ignored. Desired objects are expected to carry their
-    namespace already (source/ fills in the default; `scopes` is accepted for callers that resolve
-    scope themselves). Drifts come sorted by severity (highest first), then resource id.
+    Live objects Git does not declare are ignored. Desired objects carry their namespace already
+    (source/ fills in the default). Drifts come sorted by severity (highest first), then resource id.
     """
     live_by_key = {identity(obj): obj for obj in live}
     autoscaled = scale_targets([o.body for o in live] + [o.body for o in desired])
