@@ -45,13 +45,12 @@ def _status(console: Console, text: str) -> AbstractContextManager[object]:
     return console.status(text) if console.is_terminal else nullcontext()
 
 
-def _live_from_cluster(
-    desired: list[KubeObject], console: Console
-) -> tuple[list[KubeObject], list[KubeObject], list[LoadError]]:
-    """(readable desired, live objects, errors) from the current kubeconfig context."""
+def _compare_with_cluster(desired: list[KubeObject], settings: DiffSettings, console: Console) -> ScanResult:
+    """Live twins from the current kubeconfig context; kinds that cannot be listed are errors."""
     from kubedrift.cluster.client import KubeClient
     from kubedrift.cluster.discovery import Discovery
     from kubedrift.cluster.live import LiveReader
+    from kubedrift.engine import compare_with_cluster
 
     try:
         client = KubeClient.from_environment()
@@ -61,8 +60,9 @@ def _live_from_cluster(
             f"(KUBECONFIG, in-cluster service account, ~/.kube/config): {exc}"
         ) from None
     with _status(console, f"reading live objects for {len(desired)} manifests from the cluster…"):
-        read = LiveReader(client, Discovery(client)).read(desired)
-    return [d for d in desired if read.readable(d.key)], read.objects, read.errors
+        comparison = compare_with_cluster(desired, LiveReader(client, Discovery(client)), settings)
+    comparison.result.errors[:0] = comparison.read_errors
+    return comparison.result
 
 
 def scan(args: argparse.Namespace) -> int:
@@ -79,11 +79,12 @@ def scan(args: argparse.Namespace) -> int:
             )
         if args.live:
             live, live_errors = load_live_snapshot(args.live)
+            errors += live_errors
+            with _status(err, f"comparing {len(desired)} objects…"):
+                result = compare_objects(desired, live, settings)
         else:
-            desired, live, live_errors = _live_from_cluster(desired, err)
-        with _status(err, f"comparing {len(desired)} objects…"):
-            result = compare_objects(desired, live, settings)
-        result.errors[:0] = errors + live_errors
+            result = _compare_with_cluster(desired, settings, err)
+        result.errors[:0] = errors
     except (PolicyError, DocumentError) as exc:
         result.errors.append(LoadError(args.policy or "", str(exc)))
     except Exception as exc:  # a fatal error still gives a well-formed answer and exit code 1

@@ -20,7 +20,7 @@ from kubedrift.cluster.client import ApiError, KubeClient, resource_path
 from kubedrift.cluster.discovery import Discovery
 from kubedrift.cluster.live import LiveReader
 from kubedrift.diff.compare import compare_objects, identity
-from kubedrift.model import KubeObject, LoadError, ResourceDrift, ScanResult
+from kubedrift.model import DiffSettings, KubeObject, LoadError, ResourceDrift, ScanResult
 from kubedrift.policy import PolicyError, PolicySpec, parse_policy
 from kubedrift.publish.events import EventRecorder
 from kubedrift.publish.reports import PolicyRef, ReportPublisher
@@ -51,6 +51,8 @@ class ScanOutcome:
     resolved: list[str] = field(default_factory=list)
     compared: set[str] = field(default_factory=set)
     """Resource ids whose live state was read and compared (their reports may resolve)."""
+    read_errors: int = 0
+    """Kinds/namespaces the Kubernetes API would not list (part of `errors`)."""
 
     @property
     def ok(self) -> bool:
@@ -59,6 +61,27 @@ class ScanOutcome:
     @property
     def duration(self) -> float:
         return (self.finished - self.started).total_seconds()
+
+
+@dataclass
+class Comparison:
+    result: ScanResult
+    compared: set[str]
+    """Ids of the desired objects whose live twins could be listed (and so were compared)."""
+    read_errors: list[LoadError]
+    """Kinds/namespaces the API would not list: their objects are not compared, never `Missing`."""
+
+
+def compare_with_cluster(desired: Sequence[KubeObject], reader: LiveReader, settings: DiffSettings) -> Comparison:
+    """Read the live twins of `desired` (and the autoscalers that own replicas) and compare them."""
+    keys = [identity(o) for o in desired]
+    live = reader.read(keys, CONTEXT_KINDS)
+    comparable = [o for o, k in zip(desired, keys, strict=True) if live.readable(k)]
+    return Comparison(
+        result=compare_objects(comparable, live.objects, settings),
+        compared={k.id for k in keys if live.readable(k)},
+        read_errors=live.errors,
+    )
 
 
 class ScanObserver(Protocol):
@@ -156,15 +179,13 @@ class Engine:
             raise _Stalled("ManifestError", f"no manifest could be read: {first.file}: {first.message}")
         if spec.namespaces:
             desired = [o for o in desired if not o.namespace or o.namespace in spec.namespaces]
-        keys = [identity(o) for o in desired]
-        if any(self.discovery.resolve(k.group, k.kind) is None for k in keys):
+        if any(self.discovery.resolve(k.group, k.kind) is None for k in map(identity, desired)):
             self._refresh_discovery(force=True)
-        live = self.live.read(keys, CONTEXT_KINDS)
-        comparable = [o for o, k in zip(desired, keys, strict=True) if live.readable(k)]
-        result = compare_objects(comparable, live.objects, spec.settings)
-        outcome.result = result
-        outcome.compared = {k.id for o, k in zip(desired, keys, strict=True) if live.readable(k)}
-        outcome.errors = [*load_errors, *live.errors, *result.errors]
+        comparison = compare_with_cluster(desired, self.live, spec.settings)
+        outcome.result = comparison.result
+        outcome.compared = comparison.compared
+        outcome.errors = [*load_errors, *comparison.read_errors, *comparison.result.errors]
+        outcome.read_errors = len(comparison.read_errors)
 
     def _credentials(self, spec: PolicySpec) -> GitCredentials | None:
         assert spec.source is not None

@@ -28,11 +28,6 @@ from kubedrift.store import DriftStore, seeds_from_reports
 log = logging.getLogger(__name__)
 
 
-def _is_live_read_error(file: str) -> bool:
-    # cluster/live.py names unreadable kinds "<Kind[.group]> in namespace <ns>" or "... (cluster-scoped)".
-    return " in namespace " in file or file.endswith(" (cluster-scoped)")
-
-
 class HistoryObserver:
     """Records every successful scan in MongoDB (through the store's write queue)."""
 
@@ -62,7 +57,7 @@ class MetricsObserver:
             duration=outcome.duration,
             finished=outcome.finished,
             error_reason=outcome.stalled_reason,
-            read_errors=sum(1 for e in outcome.errors if _is_live_read_error(e.file)),
+            read_errors=outcome.read_errors,
             interval_seconds=outcome.spec.interval_seconds if outcome.spec else None,
         )
 

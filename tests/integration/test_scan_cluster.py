@@ -88,3 +88,34 @@ def test_kind_the_user_may_not_list_is_an_error_not_missing(
     assert out["drifts"] == []  # the Service is not reported Missing, the Deployment is clean
     assert len(out["errors"]) == 1 and "Service" in out["errors"][0]["file"]
     assert "forbidden" in out["errors"][0]["message"].lower() or "403" in out["errors"][0]["message"]
+
+
+def test_replicas_owned_by_a_cluster_autoscaler_are_not_drift(
+    cluster: tuple[EmulatorServer, Path], tmp_path: Path
+) -> None:
+    server, kubeconfig = cluster
+    live_deploy = load_one(GE + "smd-deploy-live.yaml")
+    live_deploy["spec"]["replicas"] = 7
+    server.seed(live_deploy)
+    git = tmp_path / "git"
+    git.mkdir()
+    (git / "deploy.yaml").write_text(yaml.safe_dump(load_one(GE + "smd-deploy-config.yaml")))
+    assert _scan(kubeconfig, git).returncode == 2  # replicas 2 in Git, 7 live
+    server.seed(
+        {
+            "apiVersion": "autoscaling/v2",
+            "kind": "HorizontalPodAutoscaler",
+            "metadata": {"name": "web", "namespace": live_deploy["metadata"]["namespace"]},
+            "spec": {
+                "scaleTargetRef": {
+                    "apiVersion": "apps/v1",
+                    "kind": "Deployment",
+                    "name": live_deploy["metadata"]["name"],
+                },
+                "minReplicas": 2,
+                "maxReplicas": 10,
+            },
+        }
+    )
+    proc = _scan(kubeconfig, git)  # the HPA is only in the cluster, not in Git
+    assert proc.returncode == 0, proc.stdout
