@@ -12,8 +12,6 @@ import json
 import os
 import socket
 import subprocess
-import sys
-import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -25,6 +23,8 @@ import yaml
 from tests.support.corpus import load_one
 from tests.support.emulator import EmulatorServer
 from tests.support.git_http import GitHttpServer, serve_git_http
+from tests.support.operator_process import running_operator
+from tests.support.operator_process import wait_for as support_wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -41,17 +41,7 @@ _requests = itertools.count(1)
 
 
 def wait_for(check: Callable[[], T | None], what: str, timeout: float = 45.0) -> T:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        try:
-            value = check()
-        except kubernetes.client.ApiException as exc:
-            value, last = None, exc
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what} (last error: {last})")
+    return support_wait_for(check, what, timeout, retry_on=(kubernetes.client.ApiException,))
 
 
 def _in_namespace(body: dict[str, Any], namespace: str) -> dict[str, Any]:
@@ -155,34 +145,13 @@ def harness(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Harness]:
     port = _free_port()
     env = {**os.environ, "KUBECONFIG": str(kubeconfig), "KUBEDRIFT_HTTP_PORT": str(port),
            "KUBEDRIFT_GIT_CACHE": str(tmp / "git-cache"), "PYTHONUNBUFFERED": "1"}
-    with serve_git_http(tmp / "git", username=GIT_USER, password=GIT_TOKEN) as git_server, \
-            log.open("w") as log_file:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "kubedrift", "run", "--log-format", "json", "--report-retention", "1s",
-             "--git-timeout", "20s"],
-            env=env, stdout=log_file, stderr=subprocess.STDOUT, cwd=tmp,
-        )
-        try:
-            harness = Harness(cluster, git_server, kubeconfig, log, port)
-
-            def ready() -> bool:
-                assert process.poll() is None, f"the operator exited: {log.read_text()[-3000:]}"
-                try:
-                    with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as answer:
-                        return bool(json.load(answer)["status"] == "ok")
-                except OSError:
-                    return False
-
-            wait_for(ready, "the operator's /readyz", timeout=60)
-            yield harness
-        finally:
-            process.terminate()
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-            cluster.stop()
+    args = ["--log-format", "json", "--report-retention", "1s", "--git-timeout", "20s"]
+    try:
+        with serve_git_http(tmp / "git", username=GIT_USER, password=GIT_TOKEN) as git_server, \
+                running_operator(args, env, log, port):
+            yield Harness(cluster, git_server, kubeconfig, log, port)
+    finally:
+        cluster.stop()
 
 
 def test_health_endpoints_answer(harness: Harness) -> None:

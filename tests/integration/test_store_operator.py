@@ -4,14 +4,7 @@ series and an API answer; the fix resolves all three; restarting the operator ke
 from __future__ import annotations
 
 import copy
-import json
 import os
-import subprocess
-import sys
-import time
-import urllib.request
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -24,6 +17,7 @@ from tests.support.corpus import load_one
 from tests.support.emulator import EmulatorServer
 from tests.support.git_http import serve_git_http
 from tests.support.mongo import free_port, mongo_base_uri, mongo_uri  # noqa: F401
+from tests.support.operator_process import running_operator, wait_for
 from tests.support.reviews import ADMIN, READER, ReviewingEmulator
 
 pytestmark = pytest.mark.integration
@@ -36,47 +30,10 @@ RESOURCE_ID = f"Deployment:{NS}:nginx-deployment"
 T = TypeVar("T")
 
 
-def wait_for(check: Callable[[], T | None], what: str, timeout: float = 45.0) -> T:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def in_ns(body: dict[str, Any]) -> dict[str, Any]:
     body = copy.deepcopy(body)
     body["metadata"]["namespace"] = NS
     return body
-
-
-@contextmanager
-def operator(env: dict[str, str], log: Path, port: int) -> Iterator[str]:
-    with log.open("a") as out:
-        process = subprocess.Popen([sys.executable, "-m", "kubedrift", "run", "--git-timeout", "20s"],
-                                   env=env, stdout=out, stderr=subprocess.STDOUT, cwd=log.parent)
-    base = f"http://127.0.0.1:{port}"
-
-    def ready() -> bool:
-        assert process.poll() is None, f"the operator exited: {log.read_text()[-3000:]}"
-        try:
-            with urllib.request.urlopen(base + "/readyz", timeout=2) as answer:
-                return bool(json.load(answer)["status"] == "ok")
-        except OSError:
-            return False
-
-    try:
-        wait_for(ready, "the operator's /readyz", timeout=60)
-        yield base
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 def first_seen_series(base: str) -> list[tuple[dict[str, str], float]]:
@@ -111,7 +68,7 @@ def test_history_metrics_and_api_follow_the_operator(tmp_path: Path, mongo_uri: 
                                "interval": "1h"}}
             cluster.seed(policy)
 
-            with operator(env, log, port) as base:
+            with running_operator(["--git-timeout", "20s"], env, log, port) as base:
                 record = wait_for(lambda: db.drift_records.find_one({"resourceId": RESOURCE_ID}),
                                   "the drift record in MongoDB")
                 assert record["policy"] == f"{NS}/app" and record["state"] == "active"
@@ -127,7 +84,7 @@ def test_history_metrics_and_api_follow_the_operator(tmp_path: Path, mongo_uri: 
             # A fresh database (history lost) and a restarted operator: drift age comes from the DriftReport.
             db.drift_records.drop()
             db.drift_events.drop()
-            with operator(env, log, port) as base:
+            with running_operator(["--git-timeout", "20s"], env, log, port) as base:
                 again = wait_for(lambda: db.drift_records.find_one({"resourceId": RESOURCE_ID}),
                                  "the record after the restart")
                 assert abs((again["firstSeen"] - first_seen).total_seconds()) < 1.0

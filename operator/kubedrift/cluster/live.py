@@ -6,9 +6,10 @@ import logging
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from kubedrift.cluster.client import ApiError, KubeClient, resource_path
-from kubedrift.cluster.discovery import Discovery
+from kubedrift.cluster.discovery import ApiResource, Discovery
 from kubedrift.model import KubeObject, LoadError, ResourceKey
 
 log = logging.getLogger(__name__)
@@ -28,6 +29,15 @@ class LiveRead:
 def _where(group: str, kind: str, namespace: str) -> str:
     kind_name = f"{kind}.{group}" if group else kind
     return f"{kind_name} in namespace {namespace}" if namespace else f"{kind_name} (cluster-scoped)"
+
+
+def _objects(resource: ApiResource, listing: dict[str, Any]) -> list[KubeObject]:
+    items = listing.get("items") or []
+    for item in items:
+        # List items often lack apiVersion/kind; the list's resource tells them.
+        item.setdefault("apiVersion", resource.api_version)
+        item.setdefault("kind", resource.kind)
+    return [KubeObject(item, source="cluster") for item in items]
 
 
 class LiveReader:
@@ -61,10 +71,7 @@ class LiveReader:
                 except ApiError as exc:
                     log.info("cannot list %s for context: %s", _where(group, kind, ns), exc)
                     continue
-                for item in body.get("items") or []:
-                    item.setdefault("apiVersion", resource.api_version)
-                    item.setdefault("kind", resource.kind)
-                    result.objects.append(KubeObject(item, source="cluster"))
+                result.objects.extend(_objects(resource, body))
         for (group, kind), namespaces in sorted(wanted.items()):
             resource = self._discovery.resolve(group, kind)
             if resource is None:
@@ -89,9 +96,5 @@ class LiveReader:
                     result.errors.append(LoadError(file=_where(group, kind, ns), message=f"{exc}{hint}"))
                     log.warning("cannot list %s: %s", _where(group, kind, ns), exc)
                     continue
-                for item in body.get("items") or []:
-                    # List items often lack apiVersion/kind; the list's resource tells them.
-                    item.setdefault("apiVersion", resource.api_version)
-                    item.setdefault("kind", resource.kind)
-                    result.objects.append(KubeObject(item, source="cluster"))
+                result.objects.extend(_objects(resource, body))
         return result
