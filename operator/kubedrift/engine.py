@@ -7,7 +7,6 @@ never run two scans of one policy at once. A store or metrics exporter plugs in 
 
 from __future__ import annotations
 
-import copy
 import datetime
 import logging
 import os
@@ -217,13 +216,16 @@ class Engine:
     def _desired(
         self, ref: PolicyRef, spec: PolicySpec, checkout: Checkout
     ) -> tuple[list[KubeObject], list[LoadError]]:
-        """Manifests of the checkout; an unchanged commit (and paths) reuses the last reading."""
+        """Manifests of the checkout; an unchanged commit (and paths) reuses the last reading.
+
+        The cached objects are shared between scans: the diff stage never mutates its inputs.
+        """
         assert spec.source is not None
         cache_key = (checkout.sha, tuple(spec.source.paths), spec.settings.default_namespace)
         with self._lock:
             cached = self._manifests.get(ref.id)
         if cached is not None and cached[0] == cache_key:
-            return copy.deepcopy(cached[1]), list(cached[2])
+            return list(cached[1]), list(cached[2])
         root = os.path.realpath(checkout.path)
         paths: list[str] = []
         outside: list[LoadError] = []
@@ -243,7 +245,7 @@ class Engine:
             if obj.source.startswith(prefix):
                 obj.source = obj.source[len(prefix):]
         with self._lock:
-            self._manifests[ref.id] = (cache_key, copy.deepcopy(objects), list(errors))
+            self._manifests[ref.id] = (cache_key, list(objects), list(errors))
         return objects, errors
 
     # ----- publish -----

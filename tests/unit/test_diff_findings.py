@@ -454,3 +454,41 @@ def test_set_member_added_by_hand_reports_the_list() -> None:
     found = changes(git, with_managed(live, managed("kubectl-patch", fields)))
     assert list(found) == ["metadata.finalizers"]
     assert (found["metadata.finalizers"].desired, found["metadata.finalizers"].live) == (None, ["example.com/keep"])
+
+
+def test_inputs_are_never_mutated() -> None:
+    git = deployment()
+    _pod_spec(git)["volumes"] = [{"name": "cfg", "configMap": {"name": "c"}}]
+    secret = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": "s", "namespace": "shop"},
+        "stringData": {"k": "v"},
+    }
+    live = copy.deepcopy(git)
+    live["spec"]["replicas"] = 9
+    _container(live)["env"].append({"name": "DEBUG", "value": "1"})
+    fields = {
+        "f:spec": {
+            "f:template": {
+                "f:spec": {
+                    "f:containers": {
+                        'k:{"name":"web"}': {"f:env": {'k:{"name":"DEBUG"}': {".": {}, "f:name": {}, "f:value": {}}}}
+                    }
+                }
+            }
+        }
+    }
+    live = with_managed(live, managed("kubectl-edit", fields))
+    live_secret = {**secret, "data": {"k": "dw=="}}
+    del live_secret["stringData"]
+    settings = DiffSettings(
+        ignore_rules=[
+            IgnoreRule(
+                kind="Deployment", json_pointers=["/spec/replicas"], jq_path_expressions=[".spec.template.spec.volumes"]
+            )
+        ]
+    )
+    before = copy.deepcopy(([git, secret], [live, live_secret]))
+    assert scan([git, secret], [live, live_secret], settings).drifts
+    assert ([git, secret], [live, live_secret]) == before

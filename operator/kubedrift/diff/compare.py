@@ -218,7 +218,8 @@ def compare_objects(
 ) -> ScanResult:
     """Compare every desired object with its live twin (matched by group/kind/namespace/name).
 
-    Live objects Git does not declare are ignored. Desired objects carry their namespace already
+    Inputs are never mutated (callers may share them between scans). Live objects Git does not
+    declare are ignored. Desired objects carry their namespace already
     (source/ fills in the default). Drifts come sorted by severity (highest first), then resource id.
     """
     live_by_key = {identity(obj): obj for obj in live}
