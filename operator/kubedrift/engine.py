@@ -15,8 +15,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from kubedrift.cluster.access import ClusterViews, IdentityView, ReadAccess, Tenancy
 from kubedrift.cluster.client import ApiError, KubeClient, resource_path
-from kubedrift.cluster.discovery import Discovery
 from kubedrift.cluster.live import LiveReader
 from kubedrift.diff.compare import compare_objects, identity
 from kubedrift.model import DiffSettings, KubeObject, LoadError, ResourceDrift, ScanResult
@@ -29,7 +29,6 @@ from kubedrift.source.manifests import load_manifests
 
 log = logging.getLogger(__name__)
 
-DISCOVERY_MAX_AGE = 30.0
 SCAN_REQUEST_ANNOTATION = "kubedrift.dev/scan-requested-at"
 CONTEXT_KINDS = (("autoscaling", "HorizontalPodAutoscaler"),)
 
@@ -118,18 +117,19 @@ class Engine:
         git_timeout: float = 60.0,
         observers: Sequence[ScanObserver] = (),
         instance: str = "",
+        tenancy: Tenancy | None = None,
     ) -> None:
         self.client = client
+        self.tenancy = tenancy or Tenancy()
+        self.views = ClusterViews(client)
+        """Reads for a policy go through the view of its identity (SPEC §3 Tenancy); writes use `client`."""
         self.git_cache = git_cache
         self.git_timeout = git_timeout
         self.observers = list(observers)
-        self.discovery = Discovery(client)
-        self.live = LiveReader(client, self.discovery)
         self.reports = ReportPublisher(client, retention_seconds)
         self.status = StatusWriter(client)
         self.events = EventRecorder(client, instance)
         self._lock = threading.Lock()
-        self._discovered_at: datetime.datetime | None = None
         self._manifests: dict[str, tuple[tuple[Any, ...], list[KubeObject], list[LoadError]]] = {}
 
     # ----- one scan -----
@@ -164,64 +164,59 @@ class Engine:
             raise _Stalled("InvalidPolicy", str(exc)) from None
         outcome.spec = spec
         assert spec.source is not None  # parse_policy requires it
-        credentials = self._credentials(spec)
+        access = self.tenancy.access_for(spec.namespace, spec.service_account_name)
+        view = self.views.view(access)
+        credentials = self._credentials(spec, view, access)
         try:
             checkout = self.git_cache.checkout(spec.source.repo_url, spec.source.revision,
                                                credentials=credentials, timeout=self.git_timeout)
         except GitSourceError as exc:
             raise _Stalled("GitError", exc.message) from None
         outcome.revision = checkout.sha
-        self._refresh_discovery()
-        desired, load_errors = self._desired(outcome.policy, spec, checkout)
+        view.refresh_discovery()
+        desired, load_errors = self._desired(outcome.policy, spec, checkout, view)
         if load_errors and not desired:
             first = load_errors[0]
             raise _Stalled("ManifestError", f"no manifest could be read: {first.file}: {first.message}")
         if spec.namespaces:
             desired = [o for o in desired if not o.namespace or o.namespace in spec.namespaces]
-        if any(self.discovery.resolve(k.group, k.kind) is None for k in map(identity, desired)):
-            self._refresh_discovery(force=True)
-        comparison = compare_with_cluster(desired, self.live, spec.settings)
+        if any(view.discovery.resolve(k.group, k.kind) is None for k in map(identity, desired)):
+            view.refresh_discovery(force=True)
+        comparison = compare_with_cluster(desired, LiveReader(view.client, view.discovery, access), spec.settings)
         outcome.result = comparison.result
         outcome.compared = comparison.compared
         outcome.errors = [*load_errors, *comparison.read_errors, *comparison.result.errors]
         outcome.read_errors = len(comparison.read_errors)
 
-    def _credentials(self, spec: PolicySpec) -> GitCredentials | None:
+    def _credentials(self, spec: PolicySpec, view: IdentityView, access: ReadAccess) -> GitCredentials | None:
+        """The secretRef Secret, read as the policy's identity: never one its service account could not read."""
         assert spec.source is not None
         name = spec.source.secret_ref
         if not name:
             return None
         where = f"spec.source.secretRef: Secret {spec.namespace}/{name}"
         try:
-            secret = self.client.get(resource_path("", "v1", "secrets", spec.namespace, name))
+            secret = view.client.get(resource_path("", "v1", "secrets", spec.namespace, name))
         except ApiError as exc:
             if exc.not_found:
                 raise _Stalled("CredentialsError", f"{where} not found") from None
+            if exc.forbidden:
+                raise _Stalled("CredentialsError", f"{where} cannot be read: {access.forbidden()}") from None
             raise _Stalled("CredentialsError", f"{where} cannot be read: {exc.status} {exc.reason}") from None
         try:
             return GitCredentials.from_secret_data(secret.get("data") or {})
         except GitSourceError as exc:
             raise _Stalled("CredentialsError", f"{where}: {exc.message}") from None
 
-    def _refresh_discovery(self, force: bool = False) -> None:
-        with self._lock:
-            fresh = self._discovered_at is not None and (
-                (_now() - self._discovered_at).total_seconds() < (5.0 if force else DISCOVERY_MAX_AGE)
-            )
-            if fresh:
-                return
-            self.discovery.refresh()
-            self._discovered_at = _now()
-
     def _desired(
-        self, ref: PolicyRef, spec: PolicySpec, checkout: Checkout
+        self, ref: PolicyRef, spec: PolicySpec, checkout: Checkout, view: IdentityView
     ) -> tuple[list[KubeObject], list[LoadError]]:
         """Manifests of the checkout; an unchanged commit (and paths) reuses the last reading.
 
         The cached objects are shared between scans: the diff stage never mutates its inputs.
         """
         assert spec.source is not None
-        cache_key = (checkout.sha, tuple(spec.source.paths), spec.settings.default_namespace)
+        cache_key = (checkout.sha, tuple(spec.source.paths), spec.settings.default_namespace, view.client.user)
         with self._lock:
             cached = self._manifests.get(ref.id)
         if cached is not None and cached[0] == cache_key:
@@ -236,7 +231,7 @@ class Engine:
             else:
                 outside.append(LoadError(path, "spec.source.paths: the path leads out of the repository"))
         objects, errors = load_manifests(paths, default_namespace=spec.settings.default_namespace,
-                                         scopes=self.discovery)
+                                         scopes=view.discovery)
         errors += outside
         prefix = checkout.path.rstrip("/") + "/"
         errors = [LoadError(e.file[len(prefix):] if e.file.startswith(prefix) else e.file,

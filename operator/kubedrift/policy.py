@@ -14,6 +14,7 @@ from kubedrift.model import (
     Severity,
     SeverityOverride,
 )
+from kubedrift.names import is_dns_subdomain
 
 GROUP = "kubedrift.dev"
 VERSION = "v1alpha1"
@@ -57,6 +58,8 @@ class PolicySpec:
     interval_seconds: float = 300.0
     suspend: bool = False
     settings: DiffSettings = field(default_factory=DiffSettings)
+    service_account_name: str | None = None
+    """Every read for the policy impersonates this service account of its namespace (SPEC §3 Tenancy)."""
 
     @property
     def id(self) -> str:
@@ -183,6 +186,9 @@ def parse_policy(body: dict[str, Any], *, require_source: bool = True) -> Policy
     suspend = spec.get("suspend", False)
     if not isinstance(suspend, bool):
         raise PolicyError("spec.suspend: must be true or false")
+    service_account = _optional_str(spec.get("serviceAccountName"), "spec.serviceAccountName")
+    if service_account is not None and not is_dns_subdomain(service_account):
+        raise PolicyError(f"spec.serviceAccountName: {service_account!r} is not a service account name")
     return PolicySpec(
         name=str(meta.get("name") or ""),
         namespace=str(meta.get("namespace") or "default"),
@@ -191,4 +197,5 @@ def parse_policy(body: dict[str, Any], *, require_source: bool = True) -> Policy
         interval_seconds=parse_duration(str(spec.get("interval") or DEFAULT_INTERVAL)),
         suspend=suspend,
         settings=settings,
+        service_account_name=service_account,
     )

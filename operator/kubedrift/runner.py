@@ -14,6 +14,7 @@ from typing import Any
 import kopf
 
 from kubedrift import observers as scan_observers
+from kubedrift.cluster.access import DEFAULT_ADMIN_NAMESPACE, Tenancy
 from kubedrift.cluster.client import ApiError, KubeClient
 from kubedrift.engine import Engine, ScanObserver
 from kubedrift.handlers import PolicyLoops, register
@@ -40,6 +41,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="watch DriftPolicies in this namespace only (default: cluster-wide)")
     parser.add_argument("--kubeconfig", default=_env("KUBECONFIG"),
                         help="kubeconfig file (env KUBECONFIG; default: in-cluster config, then ~/.kube/config)")
+    parser.add_argument("--admin-namespaces", default=_admin_namespaces_default(),
+                        help="comma list of namespaces whose DriftPolicies read with the operator's own rights "
+                             "(env KUBEDRIFT_ADMIN_NAMESPACES; default: POD_NAMESPACE, else kubedrift; "
+                             "empty: none). Policies elsewhere read only their own namespace, or impersonate "
+                             "spec.serviceAccountName")
+    parser.add_argument("--default-service-account", default=_env("KUBEDRIFT_DEFAULT_SERVICE_ACCOUNT"),
+                        help="service account that policies outside the admin namespaces impersonate when they "
+                             "name none (env KUBEDRIFT_DEFAULT_SERVICE_ACCOUNT; lockdown, as in Flux)")
     parser.add_argument("--http-port", type=int, default=int(_env("KUBEDRIFT_HTTP_PORT", "8080") or 8080),
                         help="port of /healthz, /readyz, /metrics and /api/v1 (env KUBEDRIFT_HTTP_PORT, 8080)")
     parser.add_argument("--git-cache", default=_env("KUBEDRIFT_GIT_CACHE",
@@ -61,6 +70,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--verbose", action="store_true", help="debug logging")
 
 
+def _admin_namespaces_default() -> str:
+    """KUBEDRIFT_ADMIN_NAMESPACES when set (even empty: no admin namespace), else POD_NAMESPACE, else kubedrift."""
+    configured = os.environ.get("KUBEDRIFT_ADMIN_NAMESPACES")
+    if configured is not None:
+        return configured
+    return _env("POD_NAMESPACE", DEFAULT_ADMIN_NAMESPACE) or DEFAULT_ADMIN_NAMESPACE
+
+
 def build_observers(args: argparse.Namespace, readiness: Readiness, app: Any, client: KubeClient) -> list[ScanObserver]:
     """Scan observers (history store, metrics) and their routes (/metrics, /api/v1) on `app`."""
     return scan_observers.build(app, readiness, client, mongodb_uri=args.mongodb_uri, namespace=args.namespace)
@@ -71,9 +88,12 @@ def main(args: argparse.Namespace) -> int:
     try:
         retention = parse_duration(args.report_retention, "--report-retention")
         git_timeout = parse_duration(args.git_timeout, "--git-timeout")
-    except PolicyError as exc:
+        tenancy = Tenancy.parse(args.admin_namespaces, args.default_service_account)
+    except (PolicyError, ValueError) as exc:
         log.error("%s", exc)
         return 1
+    log.info("admin namespaces: %s; default service account: %s",
+             ", ".join(sorted(tenancy.admin_namespaces)) or "none", tenancy.default_service_account or "none")
     try:
         client = KubeClient.from_environment(args.kubeconfig)
     except Exception as exc:
@@ -84,7 +104,7 @@ def main(args: argparse.Namespace) -> int:
     observers = build_observers(args, readiness, app, client)
     instance = os.environ.get("HOSTNAME", "") or f"kubedrift-{os.getpid()}"
     engine = Engine(client, GitCache(args.git_cache), retention_seconds=retention, git_timeout=git_timeout,
-                    observers=observers, instance=instance)
+                    observers=observers, instance=instance, tenancy=tenancy)
     registry = kopf.OperatorRegistry()
     register(registry, PolicyLoops(engine))
     priority = args.priority if args.priority is not None else random.randint(1, 32767)

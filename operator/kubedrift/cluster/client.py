@@ -55,11 +55,25 @@ def _error_from(status: int, reason: str, data: bytes | str | None) -> ApiError:
 
 
 class KubeClient:
-    """Synchronous JSON requests by path; thread-safe (each scan runs in a worker thread)."""
+    """Synchronous JSON requests by path; thread-safe (each scan runs in a worker thread).
 
-    def __init__(self, api_client: Any, timeout: float = DEFAULT_TIMEOUT) -> None:
+    `impersonating(user)` gives a view that acts as another user over the same connection pool.
+    """
+
+    def __init__(self, api_client: Any, timeout: float = DEFAULT_TIMEOUT, *, user: str | None = None) -> None:
         self.api = api_client
         self.timeout = timeout
+        self.user = user
+        """The impersonated user name; None for the client's own identity."""
+
+    def impersonating(self, user: str) -> KubeClient:
+        """A view whose requests act as `user` (header `Impersonate-User`); shares this client's pool.
+
+        No `Impersonate-Group` is sent: for a service account the API server adds its groups
+        (`system:serviceaccounts`, `system:serviceaccounts:<ns>`, `system:authenticated`) itself, and
+        naming groups would need `impersonate` on `groups`, a right that reaches `system:masters`.
+        """
+        return KubeClient(self.api, self.timeout, user=user)
 
     @classmethod
     def from_environment(cls, kubeconfig: str | None = None, timeout: float = DEFAULT_TIMEOUT) -> KubeClient:
@@ -101,6 +115,8 @@ class KubeClient:
             body=body,
             auth_settings=["BearerToken"],
         )
+        if self.user is not None:
+            headers["Impersonate-User"] = self.user  # after serialization: the shared ApiClient stays as it is
         try:
             response = self.api.call_api(method, url, header_params=headers, body=body,
                                          _request_timeout=self.timeout)

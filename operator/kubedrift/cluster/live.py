@@ -8,6 +8,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from kubedrift.cluster.access import ReadAccess
 from kubedrift.cluster.client import ApiError, KubeClient, resource_path
 from kubedrift.cluster.discovery import ApiResource, Discovery
 from kubedrift.model import KubeObject, LoadError, ResourceKey
@@ -19,11 +20,20 @@ log = logging.getLogger(__name__)
 class LiveRead:
     objects: list[KubeObject] = field(default_factory=list)
     errors: list[LoadError] = field(default_factory=list)
-    unreadable: set[tuple[str, str, str]] = field(default_factory=set)
-    """(group, kind, namespace) that could not be listed: their desired objects are not compared."""
+    unreadable: dict[tuple[str, str, str], str] = field(default_factory=dict)
+    """(group, kind, namespace) whose live objects were not read, and why: their desired objects are not compared."""
 
     def readable(self, key: ResourceKey) -> bool:
         return (key.group, key.kind, key.namespace) not in self.unreadable
+
+    def reason(self, key: ResourceKey) -> str | None:
+        """Why the live twin of `key` was not read (None when it was)."""
+        return self.unreadable.get((key.group, key.kind, key.namespace))
+
+    def not_compared(self, group: str, kind: str, namespaces: Iterable[str], where: str, reason: str) -> None:
+        for namespace in namespaces:
+            self.unreadable[(group, kind, namespace)] = reason
+        self.errors.append(LoadError(file=where, message=f"not compared: {reason}"))
 
 
 def _where(group: str, kind: str, namespace: str) -> str:
@@ -41,11 +51,16 @@ def _objects(resource: ApiResource, listing: dict[str, Any]) -> list[KubeObject]
 
 
 class LiveReader:
-    """Lists the live twins of desired objects. Read-only: it never writes to what it reads."""
+    """Lists the live twins of desired objects. Read-only: it never writes to what it reads.
 
-    def __init__(self, client: KubeClient, discovery: Discovery) -> None:
+    With a `ReadAccess`, namespaces the policy may not read are never asked for, and a 403 names whom
+    the API server refused; `client` must then be the identity the access names.
+    """
+
+    def __init__(self, client: KubeClient, discovery: Discovery, access: ReadAccess | None = None) -> None:
         self._client = client
         self._discovery = discovery
+        self._access = access or ReadAccess(namespace="")
 
     def read(
         self, keys: Iterable[ResourceKey | KubeObject], context_kinds: Iterable[tuple[str, str]] = ()
@@ -60,7 +75,8 @@ class LiveReader:
             key = item.key if isinstance(item, KubeObject) else item
             wanted[(key.group, key.kind)].add(key.namespace)
         result = LiveRead()
-        namespaces_used = {ns for spaces in wanted.values() for ns in spaces if ns}
+        access = self._access
+        namespaces_used = {ns for spaces in wanted.values() for ns in spaces if ns and access.refusal(ns) is None}
         for group, kind in context_kinds:
             resource = self._discovery.resolve(group, kind)
             if resource is None or (group, kind) in wanted:
@@ -69,19 +85,26 @@ class LiveReader:
                 try:
                     body = self._client.get(resource_path(resource.group, resource.version, resource.plural, ns))
                 except ApiError as exc:
-                    log.info("cannot list %s for context: %s", _where(group, kind, ns), exc)
+                    log.info("cannot list %s for context %s: %s", _where(group, kind, ns), access.describe(), exc)
                     continue
                 result.objects.extend(_objects(resource, body))
         for (group, kind), namespaces in sorted(wanted.items()):
+            for ns in sorted(namespaces):
+                refused = access.refusal(ns)
+                if refused is not None:
+                    result.not_compared(group, kind, [ns], _where(group, kind, ns), refused)
+            namespaces = {ns for ns in namespaces if access.refusal(ns) is None}
+            if not namespaces:
+                continue
             resource = self._discovery.resolve(group, kind)
             if resource is None:
-                for ns in sorted(namespaces):
-                    result.unreadable.add((group, kind, ns))
-                result.errors.append(LoadError(
-                    file=_where(group, kind, ""),
-                    message=f"the cluster serves no resource of kind {kind!r} in API group {group or 'core'!r} "
-                            "(is its CRD installed?)",
-                ))
+                result.not_compared(
+                    group, kind, namespaces, _where(group, kind, ""),
+                    f"the cluster serves no resource of kind {kind!r} in API group {group or 'core'!r} "
+                    "(is its CRD installed?)")
+                continue
+            if not resource.namespaced and access.refusal("") is not None:
+                result.not_compared(group, kind, namespaces, _where(group, kind, ""), access.refusal("") or "")
                 continue
             listed = sorted(namespaces) if resource.namespaced else [""]
             for ns in listed:
@@ -90,11 +113,10 @@ class LiveReader:
                     body = self._client.get(path)
                 except ApiError as exc:
                     targets: Sequence[str] = sorted(namespaces) if not resource.namespaced else [ns]
-                    for target in targets:
-                        result.unreadable.add((group, kind, target))
-                    hint = " (RBAC does not allow the operator to list it)" if exc.forbidden else ""
-                    result.errors.append(LoadError(file=_where(group, kind, ns), message=f"{exc}{hint}"))
-                    log.warning("cannot list %s: %s", _where(group, kind, ns), exc)
+                    reason = (f"{access.forbidden()} ({exc.status} {exc.reason})" if exc.forbidden
+                              else f"cannot be listed: {exc}")
+                    result.not_compared(group, kind, targets, _where(group, kind, ns), reason)
+                    log.warning("cannot list %s %s: %s", _where(group, kind, ns), access.describe(), exc)
                     continue
                 result.objects.extend(_objects(resource, body))
         return result
