@@ -21,6 +21,7 @@ from kubedrift.publish.api import register_api
 from kubedrift.publish.api_auth import KubeAuthorizer
 from kubedrift.publish.health import Readiness
 from kubedrift.publish.metrics import DriftMetrics
+from kubedrift.publish.ownership import owned_reports
 from kubedrift.publish.reports import PolicyRef
 from kubedrift.publish.scan_trigger import AnnotationScanTrigger
 from kubedrift.store import DriftStore, seeds_from_reports
@@ -65,10 +66,13 @@ class MetricsObserver:
         self.metrics.forget_policy(policy.namespace, policy.name)
 
 
-def seed_from_reports(reports: Iterable[Mapping[str, Any]], *, store: DriftStore | None,
-                      metrics: DriftMetrics | None) -> int:
-    """At startup: firstSeen of active drift from existing DriftReports, so a restart keeps drift age."""
-    seeds = seeds_from_reports(reports)
+def seed_from_reports(reports: Iterable[Mapping[str, Any]], policies: Iterable[Mapping[str, Any]], *,
+                      store: DriftStore | None, metrics: DriftMetrics | None) -> int:
+    """At startup: firstSeen of active drift from existing DriftReports, so a restart keeps drift age.
+
+    Only reports owned by one of `policies` (same namespace, that policy's uid) are believed.
+    """
+    seeds = seeds_from_reports(owned_reports(reports, policies))
     if store is not None:
         store.seed_first_seen(seeds)
     if metrics is not None:
@@ -119,7 +123,9 @@ def build(
         log.info("MONGODB_URI is not set: drift history and /api/v1 records are off")
     try:
         listed = client.get(resource_path(GROUP, VERSION, "driftreports", namespace))
-        seeded = seed_from_reports((listed or {}).get("items") or [], store=store, metrics=metrics)
+        policies = client.get(resource_path(GROUP, VERSION, "driftpolicies", namespace))
+        seeded = seed_from_reports((listed or {}).get("items") or [], (policies or {}).get("items") or [],
+                                   store=store, metrics=metrics)
         log.info("first-seen times of %d active drifts taken from DriftReports", seeded)
     except ApiError as exc:
         log.warning("cannot list DriftReports to keep drift ages across the restart: %s", exc)

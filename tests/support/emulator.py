@@ -14,7 +14,13 @@ does more, and the operator (and kopf) depend on it. This subclass adds, per SPE
   `fieldSelector=metadata.name/namespace`; `Table` responses built from a CRD's printer columns
   (what `kubectl get` asks for); deterministic preferred versions in discovery;
 - CRD schema validation with jsonschema (422 like the API server);
-- 403 for resources the test marks forbidden (to play an operator without RBAC on a kind).
+- 403 for resources the test marks forbidden (to play an operator without RBAC on a kind);
+- impersonation (`Impersonate-User`, `Impersonate-Group`) judged by the RBAC objects stored in it
+  (Roles, ClusterRoles and their bindings, see tests/support/rbac.py): the requester (the test token is
+  the operator's ServiceAccount) needs `impersonate` rights, and an impersonated request may do only what
+  RBAC grants the identity it acts as (discovery and /version stay open, as `system:discovery` allows);
+  otherwise 403 with the API server's message. Un-impersonated requests keep every right (but `forbidden`).
+  `audit` lists (user, verb, path) of every request, to show what was (not) read as whom.
 
 It runs in a background thread with its own event loop, so tests (and kubectl, and the operator
 process) talk to it over HTTP like to any API server.
@@ -40,6 +46,8 @@ import jsonschema
 import kmock
 import yaml
 from kmock._internal import enums, parsing, rendering
+from multidict import CIMultiDict
+from tests.support.rbac import Attributes, Identity, authorize, impersonated_identity, service_account_identity
 
 T = TypeVar("T")
 JSONDict = dict[str, Any]
@@ -153,6 +161,8 @@ class ApiEmulator(kmock.KubernetesEmulator):  # type: ignore[misc]
         super().__attrs_post_init__()
         self.resource_version = 1000
         self.forbidden: set[tuple[str, str]] = set()  # (group, plural)
+        self.requester: Identity = service_account_identity("kubedrift", "kubedrift")
+        self.audit: list[tuple[str, str, str]] = []  # (user, verb, path) of every request
         self.schemas: dict[Any, Any] = {}  # resource -> jsonschema validator
         self.columns: dict[Any, list[JSONDict]] = {}  # resource -> printer columns
         self.resources.load_bundled()
@@ -243,7 +253,60 @@ class ApiEmulator(kmock.KubernetesEmulator):  # type: ignore[misc]
             f"{'.'.join(str(p) for p in e.absolute_path) or '<root>'}: {e.message}" for e in errors[:5]
         )
 
+    @staticmethod
+    def _verb(request: rendering.Request) -> str:
+        action = request.action
+        if action == enums.action.UPDATE:
+            return "update" if request.method == enums.method.PUT else "patch"
+        if action == enums.action.DELETE:
+            return "delete" if request.name else "deletecollection"
+        if action == enums.action.FETCH:
+            return "get"
+        return str(action.value).lower() if action else request.method.value.lower()
+
+    def _rbac_objects(self) -> list[JSONDict]:
+        return [obj.raw for (res, _, _), obj in self._objects.items()
+                if res.group == "rbac.authorization.k8s.io" and not obj.deleted]
+
+    def _refusal(self, request: rendering.Request) -> aiohttp.web.Response | None:
+        """403 when an impersonation is not allowed, or the impersonated identity may not do this request."""
+        verb = self._verb(request)
+        try:
+            raw = request._raw_request  # kmock keeps only the last value of repeated headers in `headers`
+            impersonation = impersonated_identity(raw.headers if raw is not None else CIMultiDict(request.headers))
+        except ValueError as exc:
+            return self._error(400, "BadRequest", str(exc))
+        if impersonation is None:
+            self.audit.append((self.requester.user, verb, request.url.path))
+            return None
+        who, checks = impersonation
+        rbac = self._rbac_objects()
+        for check in checks:
+            if not authorize(rbac, self.requester, check):
+                where = f' in the namespace "{check.namespace}"' if check.namespace else ""
+                return self._error(
+                    403, "Forbidden",
+                    f'{check.resource} "{check.name}" is forbidden: User "{self.requester.user}" cannot '
+                    f'impersonate resource "{check.resource}" in API group ""{where}')
+        self.audit.append((who.user, verb, request.url.path))
+        res = request.resource
+        if res is None or res.plural is None:
+            return None  # discovery, /version: open to every authenticated user
+        resource = f"{res.plural}/{request.subresource}" if request.subresource else res.plural
+        attrs = Attributes(verb, res.group, resource, request.namespace or "", request.name or "")
+        if authorize(rbac, who, attrs):
+            return None
+        named = f' "{request.name}"' if request.name else ""
+        where = f' in the namespace "{request.namespace}"' if request.namespace else ""
+        return self._error(
+            403, "Forbidden",
+            f'{resource}{named} is forbidden: User "{who.user}" cannot {verb} resource "{resource}" '
+            f'in API group "{res.group}"{where}')
+
     async def _handle(self, request: rendering.Request) -> aiohttp.web.StreamResponse:
+        refused = self._refusal(request)
+        if refused is not None:
+            return refused
         res = request.resource
         if res is None or res.plural is None or res.version is None:
             return await super()._handle(request)
@@ -574,6 +637,10 @@ class EmulatorServer:
 
     def seed(self, body: JSONDict) -> JSONDict:
         return self.run(self.emulator.seed, body)  # type: ignore[no-any-return]
+
+    def audit(self) -> list[tuple[str, str, str]]:
+        """(user, verb, path) of every request so far."""
+        return self.run(lambda: list(self.emulator.audit))  # type: ignore[no-any-return]
 
     def forbid(self, group: str, plural: str) -> None:
         self.emulator.forbidden.add((group, plural))

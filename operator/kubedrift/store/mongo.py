@@ -330,11 +330,14 @@ def seeds_from_reports(reports: Iterable[Mapping[str, Any]]) -> list[SeedEntry]:
                 fields.update(section)
         if str(fields.get("state", "")).lower() != "active":
             continue
+        # A report speaks only for a policy of its own namespace (it is owned by it).
+        namespace = str(report.get("metadata", {}).get("namespace") or "default")
         policy = fields.get("policy")
         if isinstance(policy, Mapping):
-            policy = f"{policy.get('namespace') or report.get('metadata', {}).get('namespace')}/{policy.get('name')}"
-        elif isinstance(policy, str) and "/" not in policy:
-            policy = f"{report.get('metadata', {}).get('namespace', 'default')}/{policy}"
+            policy = policy.get("name") if policy.get("namespace") in (None, namespace) else None
+        if not isinstance(policy, str) or "/" in policy:
+            continue
+        policy = f"{namespace}/{policy}"
         resource_id, first_seen = fields.get("resourceId"), fields.get("firstSeen")
         if not (isinstance(policy, str) and isinstance(resource_id, str) and isinstance(first_seen, str)):
             continue
