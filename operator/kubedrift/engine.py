@@ -201,7 +201,7 @@ class Engine:
             if exc.not_found:
                 raise _Stalled("CredentialsError", f"{where} not found") from None
             if exc.forbidden:
-                raise _Stalled("CredentialsError", f"{where} cannot be read: {access.forbidden()}") from None
+                raise _Stalled("CredentialsError", f"{where} cannot be read: {access.forbidden(exc.message)}") from None
             raise _Stalled("CredentialsError", f"{where} cannot be read: {exc.status} {exc.reason}") from None
         try:
             return GitCredentials.from_secret_data(secret.get("data") or {})

@@ -266,6 +266,21 @@ def test_impersonation_needs_the_right_deploy_grants(tmp_path: Path) -> None:
         cluster.stop()
 
 
+def test_operator_without_the_impersonate_right_says_so(tmp_path: Path) -> None:
+    cluster = EmulatorServer().start()
+    try:
+        kubeconfig = cluster.write_kubeconfig(tmp_path / "kubeconfig")
+        client = KubeClient.from_environment(str(kubeconfig), timeout=10)
+        access = Tenancy().access_for("team-a", "reader")
+        view = client.impersonating(access.user or "")
+        live = LiveReader(view, Discovery(client), access).read([ResourceKey("", "ConfigMap", "team-a", "cfg")])
+        assert [e.message for e in live.errors] == [
+            "not compared: the operator may not impersonate system:serviceaccount:team-a:reader "
+            "(grant it impersonate on serviceaccounts, see deploy/rbac.yaml) (403 Forbidden)"]
+    finally:
+        cluster.stop()
+
+
 # ----- the operator process -----
 
 

@@ -52,11 +52,14 @@ class ReadAccess:
             return None
         return CLUSTER_SCOPED if not namespace else OUTSIDE_NAMESPACE
 
-    def forbidden(self) -> str:
-        """The reason for an object the API server refused to show (403)."""
+    def forbidden(self, server_message: str = "") -> str:
+        """The reason for an object the API server refused to show (403), given the server's message."""
+        if self.user and "cannot impersonate" in server_message:
+            return (f"the operator may not impersonate {self.user} "
+                    "(grant it impersonate on serviceaccounts, see deploy/rbac.yaml)")
         if self.user:
             return f"forbidden for {self.user}"
-        return "forbidden for the operator (its RBAC does not allow reading it)"
+        return "forbidden (RBAC does not allow reading it)"
 
     def describe(self) -> str:
         if self.user:

@@ -113,7 +113,7 @@ class LiveReader:
                     body = self._client.get(path)
                 except ApiError as exc:
                     targets: Sequence[str] = sorted(namespaces) if not resource.namespaced else [ns]
-                    reason = (f"{access.forbidden()} ({exc.status} {exc.reason})" if exc.forbidden
+                    reason = (f"{access.forbidden(exc.message)} ({exc.status} {exc.reason})" if exc.forbidden
                               else f"cannot be listed: {exc}")
                     result.not_compared(group, kind, targets, _where(group, kind, ns), reason)
                     log.warning("cannot list %s %s: %s", _where(group, kind, ns), access.describe(), exc)
