@@ -18,7 +18,7 @@ from kubedrift.cluster.access import DEFAULT_ADMIN_NAMESPACE, Tenancy
 from kubedrift.cluster.client import ApiError, KubeClient
 from kubedrift.engine import Engine, ScanObserver
 from kubedrift.handlers import PolicyLoops, register
-from kubedrift.policy import PolicyError, parse_duration
+from kubedrift.policy import parse_duration
 from kubedrift.publish.health import Readiness, create_app, start_server
 from kubedrift.source.git import GitCache
 
@@ -89,7 +89,7 @@ def main(args: argparse.Namespace) -> int:
         retention = parse_duration(args.report_retention, "--report-retention")
         git_timeout = parse_duration(args.git_timeout, "--git-timeout")
         tenancy = Tenancy.parse(args.admin_namespaces, args.default_service_account)
-    except (PolicyError, ValueError) as exc:
+    except ValueError as exc:  # PolicyError too
         log.error("%s", exc)
         return 1
     log.info("admin namespaces: %s; default service account: %s",
