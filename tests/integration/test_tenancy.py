@@ -14,6 +14,7 @@ import json
 import os
 import socket
 import subprocess
+import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
@@ -262,6 +263,15 @@ def test_impersonation_needs_the_right_deploy_grants(tmp_path: Path) -> None:
         with pytest.raises(ApiError, match='User "system:serviceaccount:team-a:reader" cannot list'):
             client.get("/api/v1/namespaces/team-a/configmaps")
         assert client.get("/api")["kind"] == "APIVersions"  # discovery stays open to the account
+        # Naming the account's groups as well would need `impersonate` on groups, which deploy/ does not
+        # grant (it would reach system:masters): that is why the client sends Impersonate-User alone.
+        request = urllib.request.Request(f"{cluster.url}/api/v1/namespaces/team-a/configmaps", headers={
+            "Authorization": "Bearer test-token", "Impersonate-User": "system:serviceaccount:team-a:reader",
+            "Impersonate-Group": "system:serviceaccounts"})
+        with pytest.raises(urllib.error.HTTPError) as denied:
+            urllib.request.urlopen(request, timeout=10)
+        assert denied.value.code == 403
+        assert 'cannot impersonate resource "groups"' in json.load(denied.value)["message"]
     finally:
         cluster.stop()
 
