@@ -152,6 +152,18 @@ class Change:
         return out
 
 
+@dataclass(frozen=True)
+class DriftView:
+    """Both sides as the diff compared them, for side-by-side reading (`scan --output diff`).
+
+    `desired` holds the fields Git declares (after ignore rules); `live` the same fields live plus
+    the fields a person added; Secret values are digests. `live` is None for a missing object.
+    """
+
+    desired: JSON
+    live: JSON
+
+
 class DriftState(enum.StrEnum):
     DRIFTED = "drifted"
     MISSING = "missing"
@@ -167,6 +179,7 @@ class ResourceDrift:
     severity: Severity
     score: int
     changes: list[Change]
+    view: DriftView | None = field(default=None, repr=False, compare=False)
 
     @property
     def id(self) -> str:
@@ -197,6 +210,10 @@ class LoadError:
 
     def to_json(self) -> dict[str, str]:
         return {"file": self.file, "message": self.message}
+
+
+SCAN_RESULT_API_VERSION = "kubedrift.dev/v1alpha1"
+"""Version of the `scan --output json|yaml` document; bumped when its shape changes incompatibly."""
 
 
 @dataclass
@@ -230,6 +247,8 @@ class ScanResult:
 
     def to_json(self) -> dict[str, JSON]:
         return {
+            "apiVersion": SCAN_RESULT_API_VERSION,
+            "kind": "ScanResult",
             "summary": self.summary(),
             "drifts": [d.to_json() for d in self.drifts],
             "errors": [e.to_json() for e in self.errors],

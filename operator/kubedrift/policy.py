@@ -6,6 +6,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from kubedrift.diff.ignore import validate_jq
 from kubedrift.model import (
     DEFAULT_HAND_EDIT_MANAGERS,
     Category,
@@ -90,6 +91,13 @@ def _mapping(value: Any, where: str) -> dict[str, Any]:
     return value
 
 
+def _jq_problem(exc: ValueError) -> str:
+    """jq's own complaint without the program text it quotes (`syntax error, unexpected ...`)."""
+    first = str(exc).partition("jq: error: ")[2].splitlines()[0] if "jq: error: " in str(exc) else ""
+    problem = re.sub(r" at <top-level>.*$", "", first).strip()
+    return f"invalid jq expression: {problem}" if problem else "invalid jq expression"
+
+
 def parse_ignore_rules(items: Any, where: str = "spec.ignoreDifferences") -> list[IgnoreRule]:
     if items is None:
         return []
@@ -111,6 +119,11 @@ def parse_ignore_rules(items: Any, where: str = "spec.ignoreDifferences") -> lis
         for j, pointer in enumerate(rule.json_pointers):
             if pointer and not pointer.startswith("/"):
                 raise PolicyError(f"{at}.jsonPointers[{j}]: {pointer!r} must start with '/'")
+        for j, expression in enumerate(rule.jq_path_expressions):
+            try:
+                validate_jq(expression)
+            except ValueError as exc:
+                raise PolicyError(f"{at}.jqPathExpressions[{j}]: {_jq_problem(exc)}") from None
         rules.append(rule)
     return rules
 

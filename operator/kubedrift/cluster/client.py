@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import json
 import os
+import socket
+import ssl
+from collections.abc import Iterator
 from typing import Any
 from urllib.parse import quote
 
@@ -54,6 +57,42 @@ def _error_from(status: int, reason: str, data: bytes | str | None) -> ApiError:
     return ApiError(status, reason, message)
 
 
+def _causes(exc: BaseException) -> Iterator[BaseException]:
+    """The exception and what it wraps (urllib3's MaxRetryError keeps the real cause in `reason`)."""
+    seen: set[int] = set()
+    todo: list[BaseException | None] = [exc]
+    while todo:
+        current = todo.pop(0)
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        yield current
+        reason = getattr(current, "reason", None)
+        todo += [reason if isinstance(reason, BaseException) else None, current.__cause__, current.__context__]
+
+
+def unreachable_cause(exc: BaseException) -> str:
+    """Why no answer came, in words: `connection refused`, `connection timed out`, a TLS failure..."""
+    causes = list(_causes(exc))
+    for cause in causes:
+        if isinstance(cause, ConnectionRefusedError):
+            return "connection refused"
+        if isinstance(cause, socket.gaierror):
+            return "host name not resolved"
+        if isinstance(cause, ssl.SSLCertVerificationError):
+            return f"TLS certificate not trusted ({cause.verify_message})"
+        if isinstance(cause, ssl.SSLError):
+            return f"TLS handshake failed ({cause.reason or type(cause).__name__})"
+        if isinstance(cause, (TimeoutError, socket.timeout)) or "Timeout" in type(cause).__name__:
+            return "connection timed out"
+        if isinstance(cause, ConnectionResetError):
+            return "connection reset"
+    for cause in causes:
+        if isinstance(cause, OSError) and cause.strerror:
+            return cause.strerror.lower()
+    return type(causes[-1]).__name__
+
+
 class KubeClient:
     """Synchronous JSON requests by path; thread-safe (each scan runs in a worker thread).
 
@@ -76,13 +115,18 @@ class KubeClient:
         return KubeClient(self.api, self.timeout, user=user)
 
     @classmethod
-    def from_environment(cls, kubeconfig: str | None = None, timeout: float = DEFAULT_TIMEOUT) -> KubeClient:
-        """KUBECONFIG (or the given path) when set, else in-cluster config, else ~/.kube/config."""
+    def from_environment(
+        cls, kubeconfig: str | None = None, timeout: float = DEFAULT_TIMEOUT, *, context: str | None = None
+    ) -> KubeClient:
+        """KUBECONFIG (or the given path) when set, else in-cluster config, else ~/.kube/config.
+
+        A `context` names a kubeconfig context (in-cluster config is then never used).
+        """
         path = kubeconfig or os.environ.get("KUBECONFIG")
         configuration = kubernetes.client.Configuration()
-        if path:
+        if path or context:
             kubernetes.config.load_kube_config(  # type: ignore[no-untyped-call]
-                config_file=path, client_configuration=configuration
+                config_file=path, context=context, client_configuration=configuration
             )
         else:
             try:
@@ -124,10 +168,15 @@ class KubeClient:
         except ApiException as exc:
             raise _error_from(int(exc.status or 0), str(exc.reason or "error"), exc.body) from None
         except Exception as exc:  # connection refused, timeouts, TLS: the cluster is unreachable
-            raise ApiError(0, "Unreachable", f"cannot reach the Kubernetes API: {type(exc).__name__}") from None
+            cause = unreachable_cause(exc)
+            raise ApiError(0, "Unreachable", f"cannot reach the Kubernetes API at {self.host}: {cause}") from None
         if not 200 <= response.status < 300:
             raise _error_from(response.status, str(response.reason or ""), response.data)
         return json.loads(response.data) if response.data else None
+
+    @property
+    def host(self) -> str:
+        return str(self.api.configuration.host)
 
     def get(self, path: str, **query: str) -> Any:
         return self.request("GET", path, query=query or None)

@@ -17,6 +17,7 @@ from kubedrift.model import (
     Change,
     DiffSettings,
     DriftState,
+    DriftView,
     KubeObject,
     LoadError,
     ResourceDrift,
@@ -148,10 +149,26 @@ def _out_of_git(
     return found
 
 
-def _missing(ref: ResourceRef, key: ResourceKey, settings: DiffSettings) -> ResourceDrift:
+def _missing(desired: KubeObject, ref: ResourceRef, key: ResourceKey, settings: DiffSettings) -> ResourceDrift:
     change = Change(MISSING_PATH, "present", "absent", Category.MISSING, default_severity(Category.MISSING, 0, 0))
     change.severity = override_severity(change, key, settings.severity_overrides)
-    return ResourceDrift(ref, key, DriftState.MISSING, change.severity, score([change], missing=True), [change])
+    view = DriftView(normalize(desired.body), None)
+    return ResourceDrift(ref, key, DriftState.MISSING, change.severity, score([change], missing=True), [change], view)
+
+
+def _with_values(tree: Any, values: dict[tuple[Component, ...], tuple[Any, Any]]) -> Any:
+    """`tree` with the live value of each path set (copied along the path: `tree` is shared)."""
+
+    def put(node: Any, path: tuple[Component, ...], value: Any) -> Any:
+        if not path:
+            return value
+        out = dict(node) if isinstance(node, dict) else {}
+        out[path[0]] = put(out.get(path[0]), path[1:], value)
+        return out
+
+    for path, (_, live) in values.items():
+        tree = put(tree, path, live)
+    return tree
 
 
 def _display(value: Any) -> Any:
@@ -170,7 +187,7 @@ def compare_object(
     key = key or identity(desired)
     ref = ResourceRef(desired.api_version, key.kind, key.namespace, key.name)
     if live is None:
-        return _missing(ref, key, settings)
+        return _missing(desired, ref, key, settings)
 
     entries = parse_managed_fields(live.body)
     d_norm, l_norm = normalize(desired.body), normalize(live.body)
@@ -179,7 +196,8 @@ def compare_object(
     p_desired, p_live = project_object(key.kind, d_norm, l_norm)
 
     found = _differences(p_desired, p_live) if p_desired != p_live else {}
-    for path, values in _out_of_git(p_desired, l_norm, entries, settings.hand_edit_managers).items():
+    hand_added = _out_of_git(p_desired, l_norm, entries, settings.hand_edit_managers)
+    for path, values in hand_added.items():
         found.setdefault(path, values)
     if not found:
         return None
@@ -202,7 +220,8 @@ def compare_object(
         changes.append(change)
     changes.sort(key=lambda c: c.path)
     severity = max((c.severity for c in changes), default=Severity.LOW)
-    return ResourceDrift(ref, key, DriftState.DRIFTED, severity, score(changes), changes)
+    view = DriftView(unkey(p_desired), unkey(_with_values(p_live, hand_added)))
+    return ResourceDrift(ref, key, DriftState.DRIFTED, severity, score(changes), changes, view)
 
 
 def _selected(key: ResourceKey, settings: DiffSettings) -> bool:

@@ -67,9 +67,12 @@ def render_table(result: ScanResult, console: Console) -> None:
         console.print(table)
     for error in result.errors:
         console.print(Text.assemble(("error ", "bold red"), (f"{error.file}: " if error.file else ""), error.message))
-    by = result.by_severity()
-    counts = ", ".join(f"{n} {label}" for label, n in by.items() if n)
-    console.print(
+    console.print(summary_line(result), markup=False, highlight=False)
+
+
+def summary_line(result: ScanResult) -> str:
+    counts = ", ".join(f"{n} {label}" for label, n in result.by_severity().items() if n)
+    return (
         f"{result.resources} resources compared, {result.drifted} drifted"
         f" ({result.missing} missing{', ' + counts if counts else ''}), {len(result.errors)} errors"
     )

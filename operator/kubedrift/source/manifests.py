@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from kubedrift.kinds import BuiltinScopes, ScopeResolver
 from kubedrift.model import JSON, KubeObject, LoadError, ResourceKey, api_group
-from kubedrift.source.documents import DocumentError, parse_json, parse_yaml, read_text
+from kubedrift.source.documents import DocumentError, looks_like_json, parse_json, parse_yaml, read_text
 from kubedrift.source.kustomize import (
     DEFAULT_TIMEOUT,
     KUSTOMIZATION_FILES,
@@ -21,6 +21,10 @@ from kubedrift.source.kustomize import (
 )
 
 MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
+STDIN = "-"
+STDIN_SOURCE = "<stdin>"
+# Read like any file (same decoding and limits); Linux and macOS both have it.
+_STDIN_DEVICE = "/dev/stdin"
 # Configuration files of tools, not objects of the cluster.
 _TOOL_GROUPS = frozenset({"kustomize.config.k8s.io", "config.kubernetes.io"})
 
@@ -38,7 +42,7 @@ class _Collector:
             if _is_object(body):
                 self._add(body, source, where)
             else:
-                self.errors.append(LoadError(source, f"{where}: not a Kubernetes object (no apiVersion/kind)"))
+                self.errors.append(LoadError(source, f"{where}: {_why_not_an_object(body)}"))
 
     def _add(self, body: dict[str, JSON], source: str, where: str) -> None:
         kind = body["kind"]
@@ -78,21 +82,28 @@ class _Collector:
         self.objects.append(obj)
 
 
+def _has(value: JSON, field: str) -> bool:
+    return isinstance(value, dict) and isinstance(value.get(field), str) and bool(value[field])
+
+
 def _is_object(value: JSON) -> bool:
-    return (
-        isinstance(value, dict)
-        and isinstance(value.get("apiVersion"), str)
-        and isinstance(value.get("kind"), str)
-        and bool(value["apiVersion"])
-        and bool(value["kind"])
-    )
+    return _has(value, "apiVersion") and _has(value, "kind")
+
+
+def _why_not_an_object(value: JSON) -> str:
+    if _has(value, "kind"):
+        return "has kind but no apiVersion: not a Kubernetes object"
+    if _has(value, "apiVersion"):
+        return "has apiVersion but no kind: not a Kubernetes object"
+    return "not a Kubernetes object (no apiVersion/kind)"
 
 
 def _candidates(docs: list[JSON], label: str) -> Iterator[tuple[str, JSON]]:
     """(position, value) for every object in the documents and every item of a List or JSON array.
 
-    A document that is not a Kubernetes object (values.yaml, empty) is skipped; list items are
-    yielded as they are, since an item that is not an object is a mistake worth reporting.
+    A document with neither apiVersion nor kind (values.yaml, empty) is skipped; one with only one
+    of them is yielded, to be reported: it is a manifest with a mistake, not a values file. List
+    items are yielded as they are, since an item that is not an object is a mistake worth reporting.
     """
     for index, doc in enumerate(docs, start=1):
         where = f"{label} {index}"
@@ -101,7 +112,10 @@ def _candidates(docs: list[JSON], label: str) -> Iterator[tuple[str, JSON]]:
         elif _is_object(doc) and doc["kind"] == "List" and isinstance(doc.get("items"), list):
             items = doc["items"]
         else:
-            if _is_object(doc) and api_group(doc["apiVersion"]) not in _TOOL_GROUPS:
+            if _is_object(doc):
+                if api_group(doc["apiVersion"]) not in _TOOL_GROUPS:
+                    yield where, doc
+            elif _has(doc, "apiVersion") or _has(doc, "kind"):
                 yield where, doc
             continue
         for i, item in enumerate(items, start=1):
@@ -116,6 +130,17 @@ def _load_file(collector: _Collector, path: str, source: str) -> None:
         collector.errors.append(LoadError(source, str(exc)))
         return
     collector.add_documents(docs, source)
+
+
+def _load_stdin(collector: _Collector) -> None:
+    """Manifests piped in (`helm template ... | kubedrift scan --manifests -`): YAML stream or JSON."""
+    try:
+        text = read_text(_STDIN_DEVICE)
+        docs = [parse_json(text)] if looks_like_json(text) else parse_yaml(text)
+    except DocumentError as exc:
+        collector.errors.append(LoadError(STDIN_SOURCE, str(exc)))
+        return
+    collector.add_documents(docs, STDIN_SOURCE)
 
 
 def _load_kustomization(collector: _Collector, directory: str, source: str, timeout: float) -> None:
@@ -189,12 +214,17 @@ def load_manifests(
 ) -> tuple[list[KubeObject], list[LoadError]]:
     """Objects declared in `paths` (files or directories, in order) and the errors met on the way.
 
-    `KubeObject.source` is the path as given for files, the path relative to the given directory
-    for files found under it, and the directory for kustomize output.
+    `-` reads stdin. `KubeObject.source` is the path as given for files, the path relative to the
+    given directory for files found under it, the directory for kustomize output, `<stdin>` for stdin.
     """
     collector = _Collector(default_namespace, scopes if scopes is not None else BuiltinScopes())
-    for path in paths:
-        if os.path.isdir(path):
+    if list(paths).count(STDIN) > 1:
+        collector.errors.append(LoadError(STDIN_SOURCE, f"'{STDIN}' is given more than once: stdin is read once"))
+    for index, path in enumerate(paths):
+        if path == STDIN:
+            if STDIN not in paths[:index]:
+                _load_stdin(collector)
+        elif os.path.isdir(path):
             if is_kustomization_dir(path):
                 _load_kustomization(collector, path, path, kustomize_timeout)
             else:
