@@ -77,7 +77,7 @@ def test_list_json_and_json_array_are_expanded(tmp_path: Path) -> None:
 
 
 def test_non_kubernetes_yaml_and_other_files_are_skipped_silently(tmp_path: Path) -> None:
-    write(tmp_path, "values.yaml", "replicaCount: 3\nimage:\n  tag: v1\nkind: Deployment\n")
+    write(tmp_path, "values.yaml", "replicaCount: 3\nimage:\n  tag: v1\nservice:\n  kind: ClusterIP\n")
     write(tmp_path, "empty.yaml", "")
     write(tmp_path, "comments.yml", "# nothing here\n---\n---\n")
     write(tmp_path, "README.md", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: readme}\n")
@@ -89,6 +89,39 @@ def test_non_kubernetes_yaml_and_other_files_are_skipped_silently(tmp_path: Path
     assert errors == []
     assert ids(objects) == ["ConfigMap:default:deep"]
     assert objects[0].source == "deep/er/cm.yml"
+
+
+def test_document_with_only_kind_or_only_apiversion_is_an_error_naming_file_and_document(tmp_path: Path) -> None:
+    # Issue 7 item 10: a manifest that lost its apiVersion (or kind) is a mistake, not a values file;
+    # skipping it would let the scan pass with the object never compared.
+    write(
+        tmp_path,
+        "apps.yaml",
+        """\
+        apiVersion: v1
+        kind: ConfigMap
+        metadata: {name: ok}
+        ---
+        kind: Deployment
+        metadata: {name: web}
+        spec: {replicas: 2}
+        ---
+        apiVersion: v1
+        metadata: {name: nokind}
+        ---
+        replicaCount: 3
+        """,
+    )
+    write(tmp_path, "list.json", json.dumps({"apiVersion": "v1", "kind": "List", "items": [{"kind": "Service"}]}))
+
+    objects, errors = load_manifests([str(tmp_path)])
+
+    assert ids(objects) == ["ConfigMap:default:ok"]
+    assert [(e.file, e.message.split(" (")[0]) for e in errors] == [
+        ("apps.yaml", "document 2: has kind but no apiVersion"),
+        ("apps.yaml", "document 3: has apiVersion but no kind"),
+        ("list.json", "document 1, item 1: has kind but no apiVersion"),
+    ]
 
 
 def test_directories_are_read_recursively_in_sorted_order(tmp_path: Path) -> None:

@@ -18,6 +18,9 @@ SEVERITY_STYLE = {
     Severity.CRITICAL: "bold white on red",
 }
 MAX_VALUE = 60
+NATURAL_WIDTH = 100_000
+WIDE_ENOUGH = 120
+"""Below this width a table that does not fit gets two columns instead of five."""
 
 
 def _short(value: Any) -> str:
@@ -48,23 +51,48 @@ def _resource_cell(drift: ResourceDrift) -> Text:
     return cell
 
 
+def _wide_table(result: ScanResult) -> Table:
+    table = Table(show_lines=True, header_style="bold")
+    table.add_column("SEVERITY", no_wrap=True)
+    table.add_column("SCORE", justify="right")
+    table.add_column("STATE", no_wrap=True)
+    table.add_column("CATEGORIES")
+    table.add_column("RESOURCE / CHANGES (git → live)", overflow="fold")
+    for drift in result.drifts:
+        table.add_row(
+            Text(drift.severity.label, style=SEVERITY_STYLE[drift.severity]),
+            str(drift.score),
+            drift.state.value,
+            "\n".join(drift.categories),
+            _resource_cell(drift),
+        )
+    return table
+
+
+def _narrow_table(result: ScanResult) -> Table:
+    """Two columns for a narrow terminal: the changes keep most of the width."""
+    table = Table(show_lines=True, header_style="bold")
+    table.add_column("DRIFT", no_wrap=True)
+    table.add_column("RESOURCE / CHANGES (git → live)", overflow="fold")
+    for drift in result.drifts:
+        verdict = Text.assemble(
+            (drift.severity.label, SEVERITY_STYLE[drift.severity]), f" {drift.score}\n{drift.state.value}"
+        )
+        for category in drift.categories:
+            verdict.append(f"\n{category}", style="dim")
+        table.add_row(verdict, _resource_cell(drift))
+    return table
+
+
 def render_table(result: ScanResult, console: Console) -> None:
+    """The drift table, fitted to the console: five columns when they leave room for the changes."""
     if result.drifts:
-        table = Table(show_lines=True, header_style="bold")
-        table.add_column("SEVERITY", no_wrap=True)
-        table.add_column("SCORE", justify="right")
-        table.add_column("STATE", no_wrap=True)
-        table.add_column("CATEGORIES")
-        table.add_column("RESOURCE / CHANGES (git → live)", overflow="fold")
-        for drift in result.drifts:
-            table.add_row(
-                Text(drift.severity.label, style=SEVERITY_STYLE[drift.severity]),
-                str(drift.score),
-                drift.state.value,
-                "\n".join(drift.categories),
-                _resource_cell(drift),
-            )
-        console.print(table)
+        wide = _wide_table(result)
+        natural = console.measure(wide, options=console.options.update_width(NATURAL_WIDTH)).maximum
+        if natural > console.width and console.width < WIDE_ENOUGH:
+            console.print(_narrow_table(result))
+        else:
+            console.print(wide)
     for error in result.errors:
         console.print(Text.assemble(("error ", "bold red"), (f"{error.file}: " if error.file else ""), error.message))
     console.print(summary_line(result), markup=False, highlight=False)

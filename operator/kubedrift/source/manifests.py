@@ -91,10 +91,9 @@ def _is_object(value: JSON) -> bool:
 
 
 def _why_not_an_object(value: JSON) -> str:
-    if _has(value, "kind"):
-        return "has kind but no apiVersion: not a Kubernetes object"
-    if _has(value, "apiVersion"):
-        return "has apiVersion but no kind: not a Kubernetes object"
+    for present, absent in (("kind", "apiVersion"), ("apiVersion", "kind")):
+        if _has(value, present):
+            return f"has {present} but no {absent} (a Kubernetes object needs both; a file with neither is skipped)"
     return "not a Kubernetes object (no apiVersion/kind)"
 
 
