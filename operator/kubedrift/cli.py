@@ -81,8 +81,8 @@ def _read_policy(path: str) -> DiffSettings:
     if len(policies) != 1:
         raise Fatal([LoadError(path, f"expected exactly one DriftPolicy, found {len(policies)}")])
     try:
-        validate_policy(policies[0], require_source=False)
-        return parse_policy(policies[0], require_source=False).settings
+        policy = validate_policy(policies[0], require_source=False)
+        return parse_policy(policy, require_source=False).settings
     except PolicySchemaError as exc:
         raise Fatal([LoadError(path, problem) for problem in exc.problems]) from None
     except PolicyError as exc:
@@ -187,7 +187,8 @@ def scan(args: argparse.Namespace) -> int:
 
 def _print_errors(result: ScanResult, console: Console) -> None:
     for error in result.errors:
-        console.print(f"error: {error.file + ': ' if error.file else ''}{error.message}", markup=False, highlight=False)
+        where = f"{error.file}: " if error.file else ""
+        console.print(f"error: {where}{error.message}", markup=False, highlight=False, soft_wrap=True)
 
 
 def _print(result: ScanResult, output: str, stderr: Console, *, fatal: bool) -> None:
@@ -203,7 +204,7 @@ def _print(result: ScanResult, output: str, stderr: Console, *, fatal: bool) -> 
     if output == "diff":
         render_diff(result, stdout)
         _print_errors(result, stderr)
-        stderr.print(summary_line(result), markup=False, highlight=False)
+        stderr.print(summary_line(result), markup=False, highlight=False, soft_wrap=True)
     else:
         render_table(result, stdout)
 

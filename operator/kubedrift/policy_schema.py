@@ -130,8 +130,9 @@ def _messages(error: jsonschema.ValidationError) -> Iterator[str]:
         yield f"{path or '(document)'}: fails the schema's {keyword} rule ({expected})"
 
 
-def validate_policy(body: Any, *, require_source: bool = True) -> None:
-    """Raise PolicySchemaError naming every invalid field of a DriftPolicy document."""
+def validate_policy(body: Any, *, require_source: bool = True) -> dict[str, Any]:
+    """The policy as the API server would keep it (null fields dropped), or PolicySchemaError
+    naming every invalid field."""
     if not isinstance(body, dict):
         raise PolicySchemaError(["(document): a DriftPolicy must be a mapping"])
     api_version = body.get("apiVersion")
@@ -143,8 +144,9 @@ def validate_policy(body: Any, *, require_source: bool = True) -> None:
         raise PolicySchemaError(["kind: must be DriftPolicy"])
     validator = _validator(api_version.partition("/")[2], require_source)
     problems: list[str] = []
+    document: dict[str, Any] = _without_nulls(body)
     errors = sorted(
-        validator.iter_errors(_without_nulls(body)),
+        validator.iter_errors(document),
         key=lambda e: [(1, 0, str(p)) if isinstance(p, str) else (0, p, "") for p in e.absolute_path],
     )
     for error in errors:
@@ -153,3 +155,4 @@ def validate_policy(body: Any, *, require_source: bool = True) -> None:
         if len(problems) > _MAX_PROBLEMS:
             problems = [*problems[:_MAX_PROBLEMS], f"... and {len(problems) - _MAX_PROBLEMS} more problems"]
         raise PolicySchemaError(problems)
+    return document

@@ -21,10 +21,14 @@ LIVE_PLAIN = "rotated-in-cluster-9f8e7d"
 LIVE_B64 = base64.b64encode(LIVE_PLAIN.encode()).decode()
 
 
+KUBEDRIFT = str(Path(sys.executable).with_name("kubedrift"))
+"""The console script pip installed, run as a user runs it."""
+
+
 def run_scan(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "COLUMNS": "200", "NO_COLOR": "1"}
     return subprocess.run(
-        [sys.executable, "-m", "kubedrift", "scan", *args],
+        [KUBEDRIFT, "scan", *args],
         capture_output=True,
         text=True,
         timeout=120,
