@@ -36,7 +36,7 @@ class PolicySchemaError(PolicyError):
         self.problems = problems
 
 
-def _strict(node: Any) -> Any:
+def strict_schema(node: Any) -> Any:
     """A JSON Schema (draft 4, as OpenAPI 3.0) for one structural-schema node."""
     if not isinstance(node, dict):
         return node
@@ -44,9 +44,9 @@ def _strict(node: Any) -> Any:
     for child in _STRUCTURAL_CHILDREN:
         value = out.get(child)
         if child == "properties" and isinstance(value, dict):
-            out[child] = {name: _strict(sub) for name, sub in value.items()}
+            out[child] = {name: strict_schema(sub) for name, sub in value.items()}
         elif isinstance(value, dict):
-            out[child] = _strict(value)
+            out[child] = strict_schema(value)
     open_ended = "additionalProperties" in out or out.get("x-kubernetes-preserve-unknown-fields")
     if "properties" in out and not open_ended:
         out["additionalProperties"] = False
@@ -73,7 +73,7 @@ def served_versions() -> list[str]:
 @functools.cache
 def _validator(version: str, require_source: bool) -> jsonschema.Draft4Validator:
     entry = next(v for v in _crd()["spec"]["versions"] if v["name"] == version)
-    schema = _strict(entry["schema"]["openAPIV3Schema"])
+    schema = strict_schema(entry["schema"]["openAPIV3Schema"])
     if not require_source:  # the CLI brings its own manifests: spec.source is optional there
         spec = dict(schema["properties"]["spec"])
         spec["required"] = [r for r in spec.get("required", []) if r != "source"]

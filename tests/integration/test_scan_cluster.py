@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -119,3 +120,57 @@ def test_replicas_owned_by_a_cluster_autoscaler_are_not_drift(
     )
     proc = _scan(kubeconfig, git)  # the HPA is only in the cluster, not in Git
     assert proc.returncode == 0, proc.stdout
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _two_contexts(path: Path, server: EmulatorServer) -> tuple[Path, str]:
+    """A kubeconfig whose current context is a cluster that is down; `emulator` is the live one."""
+    config = yaml.safe_load(server.write_kubeconfig(path).read_text())
+    down = f"https://127.0.0.1:{_closed_port()}"
+    config["clusters"].append({"name": "down", "cluster": {"server": down}})
+    config["contexts"].append({"name": "down", "context": {"cluster": "down", "user": "tester"}})
+    config["current-context"] = "down"
+    path.write_text(yaml.safe_dump(config))
+    return path, down
+
+
+def _run(*args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k != "KUBECONFIG"}
+    return subprocess.run(
+        [str(Path(sys.executable).with_name("kubedrift")), "scan", *args],
+        capture_output=True, text=True, timeout=120, env={**env, "NO_COLOR": "1"}, check=False,
+    )
+
+
+def test_kubeconfig_and_context_flags_choose_the_cluster(cluster: tuple[EmulatorServer, Path], tmp_path: Path) -> None:
+    server, _ = cluster
+    live_deploy = load_one(GE + "smd-deploy-live.yaml")
+    live_deploy["spec"]["replicas"] = 7
+    server.seed(live_deploy)
+    git = tmp_path / "git"
+    git.mkdir()
+    (git / "deploy.yaml").write_text(yaml.safe_dump(load_one(GE + "smd-deploy-config.yaml")))
+    kubeconfig, down = _two_contexts(tmp_path / "config", server)
+
+    proc = _run("--manifests", str(git), "--kubeconfig", str(kubeconfig), "--context", "emulator", "-o", "json")
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert [c["path"] for c in json.loads(proc.stdout)["drifts"][0]["changes"]] == ["spec.replicas"]
+
+    # The current context's cluster is down: one error naming the server and the cause, before any table.
+    for output in ("table", "json"):
+        proc = _run("--manifests", str(git), "--kubeconfig", str(kubeconfig), "-o", output)
+        assert proc.returncode == 1
+        assert f"cannot reach the Kubernetes API at {down}: connection refused" in proc.stderr
+        assert "MaxRetryError" not in proc.stdout + proc.stderr and "Traceback" not in proc.stderr
+        if output == "json":
+            assert json.loads(proc.stdout)["drifts"] == []
+        else:
+            assert proc.stdout == ""
+
+    proc = _run("--manifests", str(git), "--kubeconfig", str(kubeconfig), "--context", "nope")
+    assert proc.returncode == 1 and "nope" in proc.stderr and "no usable cluster configuration" in proc.stderr

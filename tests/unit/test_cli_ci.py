@@ -3,13 +3,16 @@ files, real pipes and terminals (a pty), exit codes 0 clean / 2 drift / 1 anythi
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import pty
 import re
 import shutil
+import struct
 import subprocess
 import sys
+import termios
 from pathlib import Path
 from typing import Any
 
@@ -41,11 +44,6 @@ def run(
 def run_in_terminal(args: list[str], columns: int, *, stdout_tty: bool = True) -> tuple[int, str, str]:
     """Run with stderr (and stdout unless told otherwise) on a real pseudo-terminal `columns` wide."""
     primary, secondary = pty.openpty()
-    os.set_blocking(primary, True)
-    import fcntl
-    import struct
-    import termios
-
     fcntl.ioctl(secondary, termios.TIOCSWINSZ, struct.pack("HHHH", 50, columns, 0, 0))
     env = {k: v for k, v in os.environ.items() if k not in ("NO_COLOR", "COLUMNS", "LINES")}
     env["TERM"] = "xterm-256color"
@@ -274,7 +272,8 @@ def test_diff_output_is_a_unified_diff_per_drifted_object(tmp_path: Path) -> Non
         tmp_path / "git" / "all.yaml",
         deployment(),
         {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "shop", "labels": {"team": "a"}}},
-        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "gone", "namespace": "shop"}, "data": {"a": "1"}},
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "gone", "namespace": "shop"},
+         "data": {"a": "1"}},
     )
     live_web = deployment(replicas=5)
     live_web["spec"]["template"]["spec"]["containers"][0]["env"].append({"name": "DEBUG", "value": "1"})

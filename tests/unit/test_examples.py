@@ -143,3 +143,21 @@ def test_table_output_for_the_demo() -> None:
     for value in secret_values():
         assert value not in proc.stdout
         assert value not in proc.stderr
+
+
+def test_diff_output_for_the_demo() -> None:
+    proc = kubedrift("--output", "diff")
+    assert proc.returncode == 2, proc.stderr
+    headers = [line for line in proc.stdout.splitlines() if line.startswith(("--- ", "+++ "))]
+    expected = []
+    for rid in EXPECTED:
+        kind, namespace, name = rid.split(":")
+        expected += [f"--- git/{kind}/{namespace}/{name}", f"+++ live/{kind}/{namespace}/{name}"]
+    assert sorted(headers) == sorted(expected)
+    assert "-  replicas: 3\n+  replicas: 8\n" in proc.stdout
+    assert "-        image: ghcr.io/example-shop/web:1.8.3\n" in proc.stdout
+    assert "+        - name: JAVA_TOOL_OPTIONS\n" in proc.stdout  # added by hand, shown on the live side
+    assert "-  PAYMENT_API_KEY: sha256:" in proc.stdout and "+  PAYMENT_API_KEY: sha256:" in proc.stdout
+    for value in secret_values():
+        assert value not in proc.stdout
+        assert value not in proc.stderr
