@@ -27,7 +27,7 @@ from kubedrift.policy_schema import PolicySchemaError, validate_policy
 from kubedrift.publish.terminal import render_table, summary_line
 from kubedrift.publish.unified import render_diff
 from kubedrift.source.documents import DocumentError, parse_json, parse_yaml, read_text
-from kubedrift.source.manifests import STDIN, load_manifests
+from kubedrift.source.manifests import STDIN, STDIN_SOURCE, load_manifests
 from kubedrift.source.snapshot import load_live_snapshot
 
 if TYPE_CHECKING:
@@ -146,7 +146,7 @@ def _compare_with_cluster(
 def _compare(args: argparse.Namespace, progress: Console) -> ScanResult:
     settings = _settings(args)
     if STDIN in args.manifests and sys.stdin.isatty():
-        raise Fatal([LoadError("<stdin>", "--manifests -: stdin is a terminal; pipe manifests in")])
+        raise Fatal([LoadError(STDIN_SOURCE, "--manifests -: stdin is a terminal; pipe manifests in")])
     live, live_errors = _read_snapshot(args.live) if args.live else (None, [])
     with _status(progress, "reading manifests…"):
         desired, errors = load_manifests(
@@ -154,7 +154,8 @@ def _compare(args: argparse.Namespace, progress: Console) -> ScanResult:
         )
     errors += live_errors
     if not desired:
-        errors.append(LoadError(", ".join(args.manifests), "no Kubernetes object found"))
+        inputs = ", ".join(STDIN_SOURCE if path == STDIN else path for path in args.manifests)
+        errors.append(LoadError(inputs, "no Kubernetes object found"))
         return ScanResult(resources=0, errors=errors)
     if live is not None:
         with _status(progress, f"comparing {len(desired)} objects…"):
@@ -270,7 +271,10 @@ def build_parser(include_run: bool = True, prog: str = "kubedrift") -> argparse.
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     prog = "kubectl drift" if os.path.basename(sys.argv[0]) == PLUGIN_NAME else "kubedrift"
-    args = build_parser(include_run=not argv or argv[0] not in ("scan", "version"), prog=prog).parse_args(argv)
+    parser = build_parser(include_run=not argv or argv[0] not in ("scan", "version"), prog=prog)
+    args = parser.parse_args(argv)
+    if getattr(args, "live", None) and (args.kubeconfig or args.context):
+        parser.error("--kubeconfig and --context choose the cluster to read; with --live there is none")
     code: int = args.func(args)
     return code
 

@@ -41,7 +41,9 @@ def run(
     )
 
 
-def run_in_terminal(args: list[str], columns: int, *, stdout_tty: bool = True) -> tuple[int, str, str]:
+def run_in_terminal(
+    args: list[str], columns: int, *, stdout_tty: bool = True, stdin_tty: bool = False
+) -> tuple[int, str, str]:
     """Run with stderr (and stdout unless told otherwise) on a real pseudo-terminal `columns` wide."""
     primary, secondary = pty.openpty()
     fcntl.ioctl(secondary, termios.TIOCSWINSZ, struct.pack("HHHH", 50, columns, 0, 0))
@@ -49,7 +51,7 @@ def run_in_terminal(args: list[str], columns: int, *, stdout_tty: bool = True) -
     env["TERM"] = "xterm-256color"
     proc = subprocess.Popen(
         [KUBEDRIFT, *args],
-        stdin=subprocess.DEVNULL,
+        stdin=secondary if stdin_tty else subprocess.DEVNULL,
         stdout=secondary if stdout_tty else subprocess.PIPE,
         stderr=secondary,
         env=env,
@@ -99,6 +101,7 @@ def drifted(tmp_path: Path) -> tuple[Path, Path]:
         ["scan", "--manifests", "x", "--output", "xml"],
         ["scan", "--manifests"],
         ["sacn", "--manifests", "x"],
+        ["scan", "--manifests", "x", "--live", "y", "--context", "prod"],
         [],
     ],
 )
@@ -232,7 +235,13 @@ def test_stdin_is_combined_with_files_and_its_errors_name_stdin(tmp_path: Path) 
         ("<stdin>", "document 2: has kind but no apiVersion")
     ]
     empty = run("scan", "--manifests", "-", "--live", str(live), stdin="")
-    assert empty.returncode == 1 and "no Kubernetes object found" in empty.stdout
+    assert empty.returncode == 1 and "<stdin>: no Kubernetes object found" in empty.stdout
+
+
+def test_stdin_on_a_terminal_is_an_error_not_a_hang(tmp_path: Path) -> None:
+    live = live_list(tmp_path, deployment())
+    code, screen, _ = run_in_terminal(["scan", "--manifests", "-", "--live", str(live)], 120, stdin_tty=True)
+    assert code == 1 and "stdin is a terminal; pipe manifests in" in screen
 
 
 # ----- --live errors ---------------------------------------------------------------------------------
