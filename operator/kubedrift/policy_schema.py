@@ -144,11 +144,14 @@ def validate_policy(body: Any, *, require_source: bool = True) -> dict[str, Any]
         raise PolicySchemaError(["kind: must be DriftPolicy"])
     validator = _validator(api_version.partition("/")[2], require_source)
     problems: list[str] = []
-    document: dict[str, Any] = _without_nulls(body)
-    errors = sorted(
-        validator.iter_errors(document),
-        key=lambda e: [(1, 0, str(p)) if isinstance(p, str) else (0, p, "") for p in e.absolute_path],
-    )
+    try:
+        document: dict[str, Any] = _without_nulls(body)
+        errors = sorted(
+            validator.iter_errors(document),
+            key=lambda e: [(1, 0, str(p)) if isinstance(p, str) else (0, p, "") for p in e.absolute_path],
+        )
+    except RecursionError:
+        raise PolicySchemaError(["(document): nested too deeply"]) from None
     for error in errors:
         problems.extend(m for m in _messages(error) if m not in problems)
     if problems:

@@ -167,3 +167,12 @@ def test_conversion_does_not_touch_the_input() -> None:
     before = copy.deepcopy(RICH_SCHEMA)
     strict_schema(RICH_SCHEMA)
     assert before == RICH_SCHEMA
+
+
+def test_hostile_nesting_is_a_clear_error_not_a_crash() -> None:
+    policy = _example()
+    deep: Any = []
+    for _ in range(5000):
+        deep = [deep]
+    policy["spec"]["ignoreDifferences"] = deep
+    assert _problems(policy) == ["(document): nested too deeply"]
