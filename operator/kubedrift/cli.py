@@ -11,8 +11,9 @@ import gc
 import json
 import os
 import sys
-from collections.abc import Sequence
-from contextlib import AbstractContextManager, nullcontext
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import IO, TYPE_CHECKING, NoReturn
 
 import yaml
@@ -36,6 +37,8 @@ if TYPE_CHECKING:
 EXIT_CLEAN, EXIT_ERROR, EXIT_DRIFT = 0, 1, 2
 OUTPUTS = ("table", "json", "yaml", "diff")
 PLUGIN_NAME = "kubectl-drift"
+PROGRESS_AFTER = 1.5
+"""Seconds a step may take before a spinner shows on stderr (a terminal only)."""
 NO_WRAP_WIDTH = 100_000
 """Console width without a terminal: CI logs get whole lines, never a path folded mid-word."""
 
@@ -96,9 +99,37 @@ def _settings(args: argparse.Namespace) -> DiffSettings:
     return settings
 
 
-def _status(console: Console, text: str) -> AbstractContextManager[object]:
-    """A transient spinner on stderr, only when stderr is a terminal (never in logs, never on stdout)."""
-    return console.status(text) if console.is_terminal else nullcontext()
+@contextmanager
+def _delayed_status(console: Console, text: str) -> Iterator[None]:
+    """A transient spinner that appears only if the step lasts longer than PROGRESS_AFTER seconds."""
+    status = console.status(text)
+    lock = threading.Lock()
+    shown = False
+
+    def show() -> None:
+        nonlocal shown
+        with lock:
+            if not done.is_set():
+                status.start()
+                shown = True
+
+    done = threading.Event()
+    timer = threading.Timer(PROGRESS_AFTER, show)
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    finally:
+        with lock:
+            done.set()
+            timer.cancel()
+            if shown:
+                status.stop()
+
+
+def _status(console: Console, text: str) -> AbstractContextManager[None]:
+    """Progress on stderr for slow steps, only when stderr is a terminal (never in logs, never on stdout)."""
+    return _delayed_status(console, text) if console.is_terminal else nullcontext()
 
 
 def _read_snapshot(path: str) -> tuple[list[KubeObject], list[LoadError]]:
