@@ -190,3 +190,65 @@ def test_writes_never_block_when_mongodb_is_unreachable() -> None:
         assert store.seed_first_seen([seed]) == 1
     finally:
         store.close(flush_timeout=0.1)
+
+
+def _health_log() -> tuple[list[str | None], Callable[[str | None], None]]:
+    seen: list[str | None] = []
+    return seen, seen.append
+
+
+def test_a_17_mb_value_is_bounded_and_holds_no_one_up(mongo_uri: str) -> None:  # noqa: F811
+    health, hook = _health_log()
+    store = DriftStore(mongo_uri, timeout_ms=500, initial_backoff=0.05, max_backoff=0.2, on_health=hook)
+    store.start()
+    try:
+        huge = drift("ConfigMap", "team-a", "blob", path="data.blob", desired="x" * (17 * 1024 * 1024),
+                     live="y", category=Category.CONFIGURATION_CHANGE)
+        store.record_scan("team-a/big", scan(huge), revision="r", now=T0)
+        store.record_scan("team-b/small", scan(WEB), revision="r", now=T0)
+        assert store.flush(30)
+        assert store.dropped == 0 and health == []  # nothing dropped, never a store-down signal
+        big = store.get_record("ConfigMap:team-a:blob")
+        assert big is not None and big["state"] == "active"
+        desired = big["changes"][0]["desired"]
+        assert desired.startswith(f"<{17 * 1024 * 1024 + 2} bytes, sha256:") and len(desired) < 100
+        assert big["changes"][0]["live"] == "y"
+        assert store.get_record("Deployment:shop:web", policy="team-b/small") is not None
+    finally:
+        store.close()
+
+
+def test_a_write_mongodb_cannot_take_is_dropped_while_others_go_on(
+        mongo_uri: str, caplog: pytest.LogCaptureFixture) -> None:  # noqa: F811
+    # 2**70 comes from Git (`replicas: 1180591620717411303424`); BSON has no such integer, so the write
+    # fails on every attempt although MongoDB answers: a poisoned write, not an outage.
+    health, hook = _health_log()
+    store = DriftStore(mongo_uri, timeout_ms=500, initial_backoff=1.0, max_backoff=2.0, on_health=hook)
+    store.start()
+    try:
+        poisoned = drift("Deployment", "team-a", "web", desired=2**70, live=3)
+        store.record_scan("team-a/app", scan(poisoned), revision="r1", now=T0)
+        store.record_scan("team-a/app", scan(drift("Deployment", "team-a", "api")), revision="r2",
+                          now=T0 + timedelta(minutes=1))
+        for i in range(3):
+            store.record_scan(f"team-b/p{i}", scan(WEB), revision="r", now=T0)
+
+        # Other tenants' history is written while team-a's bad write still waits for its retry.
+        assert wait_for(lambda: all(store.get_record("Deployment:shop:web", policy=f"team-b/p{i}")
+                                    for i in range(3)), timeout=5)
+        assert store.pending >= 1 and store.get_record("Deployment:team-a:api") is None
+
+        assert store.flush(30)
+        assert store.dropped == 1
+        # team-a's later scan, queued behind the dropped one, went in after it.
+        api = store.get_record("Deployment:team-a:api")
+        assert api is not None and api["state"] == "active"
+        assert store.get_record("Deployment:team-a:web") is None
+        assert health == [] and store.degraded_reason is None  # MongoDB answered all along: no store-down
+
+        dropped = [r.getMessage() for r in caplog.records if "dropped" in r.getMessage()]
+        assert len(dropped) == 1
+        assert "team-a/app" in dropped[0] and "Deployment:team-a:web" in dropped[0]
+        assert str(2**70) not in caplog.text
+    finally:
+        store.close()

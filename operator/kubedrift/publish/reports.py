@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import datetime
 import hashlib
-import json
 import logging
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from kubedrift.bounded import MAX_CHANGES, bounded_changes
 from kubedrift.cluster.client import JSON_PATCH, ApiError, KubeClient, resource_path
 from kubedrift.model import DriftState, ResourceDrift
 from kubedrift.policy import GROUP, VERSION
@@ -31,8 +31,6 @@ LABEL_NAME = "kubedrift.dev/name"
 LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
 ACTIVE = "Active"
 RESOLVED = "Resolved"
-MAX_CHANGES = 100
-MAX_VALUE_CHARS = 2048
 
 
 @dataclass(frozen=True)
@@ -84,14 +82,6 @@ def report_name(policy: str, resource_id: str) -> str:
     return f"{readable}-{digest}"
 
 
-def _bounded(value: Any) -> Any:
-    """Keep reports small: a huge desired/live value is replaced by its size and hash."""
-    text = json.dumps(value, sort_keys=True, default=str)
-    if len(text) <= MAX_VALUE_CHARS:
-        return value
-    return f"<{len(text)} bytes, sha256:{hashlib.sha256(text.encode()).hexdigest()[:12]}>"
-
-
 def summary(drift: ResourceDrift) -> str:
     ref = drift.resource
     where = f"{ref.kind} {ref.namespace}/{ref.name}" if ref.namespace else f"{ref.kind} {ref.name}"
@@ -103,12 +93,7 @@ def summary(drift: ResourceDrift) -> str:
 
 
 def report_spec(policy: PolicyRef, drift: ResourceDrift, revision: str, first_seen: str) -> dict[str, Any]:
-    changes = []
-    for change in drift.changes[:MAX_CHANGES]:
-        item = change.to_json()
-        item["desired"] = _bounded(item.get("desired"))
-        item["live"] = _bounded(item.get("live"))
-        changes.append(item)
+    changes = bounded_changes([change.to_json() for change in drift.changes[:MAX_CHANGES]])
     return {
         "policy": policy.name,
         "resourceId": drift.id,

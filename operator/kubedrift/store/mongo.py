@@ -22,6 +22,7 @@ from pymongo.collection import Collection as MongoCollection
 from pymongo.database import Database
 from pymongo.errors import (
     BulkWriteError,
+    ConnectionFailure,
     DocumentTooLarge,
     InvalidOperation,
     OperationFailure,
@@ -69,6 +70,24 @@ def is_transient(exc: BaseException) -> bool:
     return isinstance(exc, PyMongoError)
 
 
+def describe_error(exc: BaseException) -> str:
+    """What went wrong, for logs and health: the kind of error, never its text (which may quote values)."""
+    if isinstance(exc, ConnectionFailure):
+        return f"MongoDB unreachable ({type(exc).__name__})"
+    if isinstance(exc, OperationFailure):
+        return f"{type(exc).__name__} (code {exc.code})"
+    return type(exc).__name__
+
+
+def describe_job(job: ScanJob | ForgetJob) -> str:
+    """Which policy and resources a queued write is about (ids only, no values)."""
+    if isinstance(job, ForgetJob):
+        return f"the deletion of policy {job.policy}"
+    ids = [d.resource_id for d in job.drifts]
+    shown = ", ".join(ids[:5]) + (f" and {len(ids) - 5} more" if len(ids) > 5 else "")
+    return f"the scan of policy {job.policy} at {job.at.isoformat()} ({len(ids)} drifted: {shown or 'none'})"
+
+
 def _bulk(collection: MongoCollection[Any], writes: list[Write], *, ordered: bool) -> None:
     if not writes:
         return
@@ -114,7 +133,10 @@ class DriftStore:
         self._seeds_lock = threading.Lock()
         self._writer: RetryingWriter[ScanJob | ForgetJob] = RetryingWriter(
             self._apply,
-            is_transient=is_transient,
+            key=lambda job: job.policy,
+            reachable=self._reachable_after,
+            describe=describe_job,
+            describe_error=describe_error,
             maxsize=queue_size,
             initial_backoff=initial_backoff,
             max_backoff=max_backoff,
@@ -310,6 +332,10 @@ class DriftStore:
 
         stats: dict[str, Any] = self._read("statistics", run)
         return stats
+
+    def _reachable_after(self, exc: BaseException) -> bool:
+        """After a failed write: True when MongoDB answers, so the write itself is at fault."""
+        return not is_transient(exc) or self.ping()
 
     def ping(self) -> bool:
         try:

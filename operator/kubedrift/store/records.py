@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from kubedrift.bounded import bounded_changes
 from kubedrift.model import JSON, Category, ResourceDrift, ScanResult
 
 RECORDS = "drift_records"
@@ -67,7 +68,7 @@ def redact_change(change: dict[str, JSON]) -> dict[str, JSON]:
 
 @dataclass(frozen=True)
 class DriftSnapshot:
-    """What the store keeps of one ResourceDrift: no raw objects, secrets as digests."""
+    """What the store keeps of one ResourceDrift: no raw objects, secrets as digests, values bounded."""
 
     resource_id: str
     resource: dict[str, str]
@@ -89,7 +90,7 @@ class DriftSnapshot:
             severity=drift.severity.label,
             score=drift.score,
             categories=drift.categories,
-            changes=changes,
+            changes=bounded_changes(changes),  # the hashes below still see every full value
             desired_hash=digest([[c["path"], c["desired"]] for c in changes] + [drift.state.value]),
             live_hash=digest([[c["path"], c["live"]] for c in changes]),
         )

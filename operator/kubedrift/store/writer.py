@@ -1,24 +1,40 @@
-"""A bounded queue drained by one background thread that retries with backoff.
+"""A bounded queue drained by one background thread, with retries that tell outages from bad writes.
 
-Callers never block on the database: `submit` only appends. While writes fail the thread keeps the
-item at the head and retries (exponential backoff), and `degraded_reason` says why; items are applied
-strictly in order, so a later scan never overtakes an earlier one.
+Callers never block on the database: `submit` only appends. Items carry a key (the policy); items of one
+key are applied strictly in order, items of different keys are independent. When a write fails, the
+`reachable` callback decides whose fault it is:
+
+- the backend is unreachable (an outage): every item waits, retried with exponential backoff, and
+  `degraded_reason` says so (the store-down signal) until a write succeeds again;
+- the backend answers (the write itself is bad: too big, not encodable, rejected): only that key waits
+  (its own backoff) while other keys' items go on; after `max_attempts` the item is dropped and logged
+  by `describe` (which names the policy and resources, never values).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
 
-PERMANENT_ATTEMPTS = 3
-"""A write failing for a reason other than an outage (a bug, a rejected document) is dropped after this."""
+MAX_ATTEMPTS = 3
+"""A write failing while the backend answers is dropped after this many attempts."""
+
+
+@dataclass(eq=False)
+class _Entry(Generic[T]):
+    item: T
+    key: str
+    attempts: int = 0
+    not_before: float = 0.0
 
 
 class RetryingWriter(Generic[T]):
@@ -26,23 +42,32 @@ class RetryingWriter(Generic[T]):
         self,
         apply: Callable[[T], None],
         *,
-        is_transient: Callable[[BaseException], bool],
+        key: Callable[[T], str] = lambda item: "",
+        reachable: Callable[[BaseException], bool] = lambda exc: False,
+        describe: Callable[[T], str] = lambda item: "a write",
+        describe_error: Callable[[BaseException], str] = lambda exc: type(exc).__name__,
         maxsize: int = 10_000,
         initial_backoff: float = 0.5,
         max_backoff: float = 30.0,
+        max_attempts: int = MAX_ATTEMPTS,
         name: str = "writer",
         on_state_change: Callable[[str | None], None] | None = None,
     ) -> None:
+        """`reachable(exc)`: after a failed write, does the backend still answer (so the write is at fault)?
+        `describe_error(exc)`: a short text for logs and health, without the values the write carried."""
         self._apply = apply
-        self._is_transient = is_transient
+        self._key = key
+        self._reachable = reachable
+        self._describe = describe
+        self._describe_error = describe_error
         self._maxsize = maxsize
         self._initial_backoff = initial_backoff
         self._max_backoff = max_backoff
+        self._max_attempts = max_attempts
         self._name = name
         self._on_state_change = on_state_change
-        self._items: deque[T] = deque()
+        self._entries: deque[_Entry[T]] = deque()
         self._cond = threading.Condition()
-        self._busy = False
         self._stopping = False
         self._thread: threading.Thread | None = None
         self.degraded_reason: str | None = None
@@ -53,7 +78,7 @@ class RetryingWriter(Generic[T]):
     @property
     def pending(self) -> int:
         with self._cond:
-            return len(self._items) + (1 if self._busy else 0)
+            return len(self._entries)
 
     def start(self) -> None:
         with self._cond:
@@ -75,19 +100,21 @@ class RetryingWriter(Generic[T]):
             self._thread = None
 
     def submit(self, item: T) -> None:
+        entry = _Entry(item, self._key(item))
         with self._cond:
-            if len(self._items) >= self._maxsize:
-                self._items.popleft()
+            if len(self._entries) >= self._maxsize:
+                oldest = self._entries.popleft()
                 self.dropped += 1
-                log.error("%s: queue full (%d); dropped the oldest pending write", self._name, self._maxsize)
-            self._items.append(item)
+                log.error("%s: queue full (%d); dropped the oldest pending write (%s)", self._name, self._maxsize,
+                          self._describe(oldest.item))
+            self._entries.append(entry)
             self._cond.notify_all()
 
     def flush(self, timeout: float) -> bool:
-        """Wait until every submitted item is written; False on timeout."""
+        """Wait until every submitted item is written or dropped; False on timeout."""
         deadline = time.monotonic() + timeout
         with self._cond:
-            while self._items or self._busy:
+            while self._entries:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return False
@@ -102,57 +129,85 @@ class RetryingWriter(Generic[T]):
         except Exception:
             log.exception("%s: state change callback failed", self._name)
 
+    def _next(self) -> _Entry[T] | None:
+        """The first entry that may be tried now (call with the lock held); waits for one to be due."""
+        while not self._stopping:
+            now = time.monotonic()
+            held: set[str] = set()
+            wake: float | None = None
+            for entry in self._entries:
+                if entry.key in held:
+                    continue  # an earlier item of this key waits: keep the order within the key
+                if entry.not_before > now:
+                    held.add(entry.key)
+                    wake = entry.not_before if wake is None else min(wake, entry.not_before)
+                    continue
+                return entry
+            self._cond.wait(None if wake is None else wake - now)
+        return None
+
+    def _sleep(self, seconds: float) -> None:
+        with self._cond:
+            deadline = time.monotonic() + seconds
+            while not self._stopping and (left := deadline - time.monotonic()) > 0:
+                self._cond.wait(left)
+
+    def _set_degraded(self, reason: str | None) -> None:
+        with self._cond:
+            changed = (self.degraded_reason is None) != (reason is None)
+            self.degraded_reason = reason
+        if changed:
+            if reason is None:
+                log.info("%s: the backend answers again; %d write(s) pending", self._name, self.pending)
+            else:
+                log.warning("%s: backend unreachable, retrying with backoff: %s", self._name, reason)
+            self._notify(reason)
+
     def _run(self) -> None:
-        backoff = self._initial_backoff
-        attempts = 0
+        outage_backoff = self._initial_backoff
         while True:
             with self._cond:
-                while not self._items and not self._stopping:
-                    self._cond.wait()
-                if self._stopping:
+                entry = self._next()
+                if entry is None:
                     return
-                item = self._items[0]
-                self._busy = True
             try:
-                self._apply(item)
+                self._apply(entry.item)
             except Exception as exc:
                 self.failures += 1
-                attempts += 1
-                transient = self._is_transient(exc)
-                reason = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
-                with self._cond:
-                    self._busy = False
-                    if not transient and attempts >= PERMANENT_ATTEMPTS:
-                        log.error("%s: dropping a write after %d failures: %s", self._name, attempts, reason)
-                        if self._items and self._items[0] is item:
-                            self._items.popleft()
-                        self.dropped += 1
-                        attempts = 0
-                        self._cond.notify_all()
-                        continue
-                    newly = self.degraded_reason is None
-                    if newly:
-                        log.warning("%s: write failed, retrying with backoff: %s", self._name, reason)
-                    self.degraded_reason = reason
-                if newly:
-                    self._notify(reason)
-                with self._cond:
-                    deadline = time.monotonic() + backoff
-                    while not self._stopping and (left := deadline - time.monotonic()) > 0:
-                        self._cond.wait(left)
-                backoff = min(backoff * 2, self._max_backoff)
+                reason = self._describe_error(exc)
+                if not self._reachable(exc):
+                    self._set_degraded(reason)
+                    self._sleep(outage_backoff)
+                    outage_backoff = min(outage_backoff * 2, self._max_backoff)
+                    continue
+                outage_backoff = self._initial_backoff
+                self._set_degraded(None)
+                self._failed_write(entry, reason)
                 continue
             with self._cond:
-                if self._items and self._items[0] is item:
-                    self._items.popleft()
-                self._busy = False
+                self._remove(entry)
                 self.written += 1
-                recovered = self.degraded_reason is not None
-                if recovered:
-                    log.info("%s: writes succeed again; %d pending", self._name, len(self._items))
-                self.degraded_reason = None
-                self._cond.notify_all()
-            if recovered:
-                self._notify(None)
-            backoff = self._initial_backoff
-            attempts = 0
+            outage_backoff = self._initial_backoff
+            self._set_degraded(None)
+
+    def _failed_write(self, entry: _Entry[T], reason: str) -> None:
+        """The backend answers but refuses this write: back this key off, or drop the item for good."""
+        with self._cond:
+            entry.attempts += 1
+            if entry.attempts >= self._max_attempts:
+                self._remove(entry)
+                self.dropped += 1
+                log.error("%s: dropped %s after %d failed attempts (%s); other writes go on", self._name,
+                          self._describe(entry.item), entry.attempts, reason)
+                return
+            delay = min(self._initial_backoff * 2 ** (entry.attempts - 1), self._max_backoff)
+            entry.not_before = time.monotonic() + delay
+            log.warning("%s: %s failed (%s); retrying in %.1fs while other writes go on", self._name,
+                        self._describe(entry.item), reason, delay)
+            self._cond.notify_all()
+
+    def _remove(self, entry: _Entry[T]) -> None:
+        """Remove `entry` (lock held); it may be gone already if the full queue dropped it."""
+        with contextlib.suppress(ValueError):
+            self._entries.remove(entry)
+        self._cond.notify_all()
