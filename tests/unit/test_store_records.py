@@ -122,8 +122,8 @@ def test_writer_retries_in_order_and_reports_degraded_until_recovery() -> None:
             raise ConnectionError("down")
         applied.append(item)
 
-    writer: RetryingWriter[int] = RetryingWriter(write, is_transient=lambda e: True, initial_backoff=0.01,
-                                                 max_backoff=0.02, maxsize=3)
+    writer: RetryingWriter[int] = RetryingWriter(write, reachable=lambda e: False, initial_backoff=0.01,
+                                                 max_backoff=0.02, maxsize=3, describe_error=str)
     writer.start()
     try:
         for i in range(5):
@@ -146,7 +146,7 @@ def test_writer_drops_a_permanently_failing_item_and_goes_on() -> None:
             raise ValueError("rejected")
         applied.append(item)
 
-    writer: RetryingWriter[str] = RetryingWriter(write, is_transient=lambda e: False, initial_backoff=0.01)
+    writer: RetryingWriter[str] = RetryingWriter(write, reachable=lambda e: True, initial_backoff=0.01)
     writer.start()
     try:
         for item in ("a", "bad", "b"):
