@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 
@@ -91,7 +92,7 @@ def test_backoff_starts_over_after_a_drop() -> None:
         assert writer.flush(10) and writer.dropped == 2
         tries = [t for t, item in backend.tries if item == "a:bad2"]
         # The second bad write waits 0.5s then 1s again, not the 2s and 4s that would follow the first one's.
-        gaps = [later - earlier for earlier, later in zip(tries, tries[1:], strict=False)]
+        gaps = [later - earlier for earlier, later in itertools.pairwise(tries)]
         assert len(gaps) == 2 and gaps[0] < 1.5 and gaps[1] < 3.0
     finally:
         writer.stop()
