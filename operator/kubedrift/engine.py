@@ -118,7 +118,9 @@ class Engine:
         observers: Sequence[ScanObserver] = (),
         instance: str = "",
         tenancy: Tenancy | None = None,
+        min_interval: float = 0.0,
     ) -> None:
+        """`min_interval`: the operator's floor on scan intervals; outcomes report the interval in effect."""
         self.client = client
         self.tenancy = tenancy or Tenancy()
         self.views = ClusterViews(client)
@@ -126,6 +128,7 @@ class Engine:
         self.git_cache = git_cache
         self.git_timeout = git_timeout
         self.observers = list(observers)
+        self.min_interval = min_interval
         self.reports = ReportPublisher(client, retention_seconds)
         self.status = StatusWriter(client)
         self.events = EventRecorder(client, instance)
@@ -162,6 +165,7 @@ class Engine:
             spec = parse_policy(body)
         except PolicyError as exc:
             raise _Stalled("InvalidPolicy", str(exc)) from None
+        spec.interval_seconds = max(spec.interval_seconds, self.min_interval)
         outcome.spec = spec
         assert spec.source is not None  # parse_policy requires it
         access = self.tenancy.access_for(spec.namespace, spec.service_account_name)

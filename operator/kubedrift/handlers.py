@@ -1,8 +1,9 @@
 """Thin kopf handlers, on DriftPolicy objects only: a scan loop per policy, wake-ups, cleanup.
 
 - One daemon per DriftPolicy runs scans one after another (so scans of a policy never overlap),
-  every `spec.interval`, and at once when the spec changes (generation) or the annotation
-  `kubedrift.dev/scan-requested-at` changes. `spec.suspend: true` pauses it.
+  every `spec.interval` (never more often than the operator's minimum interval), and soon when the
+  spec changes (generation) or the annotation `kubedrift.dev/scan-requested-at` changes.
+  `spec.suspend: true` pauses it. Scans run on the FairScanPool (see kubedrift.scheduling).
 - Raw watch events (no state, no writes) wake the loop early.
 - Deleting a policy deletes its DriftReports (the finalizer keeps the policy until then).
 
@@ -14,12 +15,14 @@ from __future__ import annotations
 import asyncio
 import copy
 import logging
+import time
 from typing import Any
 
 import kopf
 
 from kubedrift.engine import SCAN_REQUEST_ANNOTATION, Engine
 from kubedrift.policy import DEFAULT_INTERVAL, GROUP, VERSION, PolicyError, parse_duration
+from kubedrift.scheduling import FairScanPool, request_cooldown
 
 log = logging.getLogger(__name__)
 
@@ -32,18 +35,22 @@ def scan_marker(body: Any) -> tuple[Any, Any]:
     return meta.get("generation"), (meta.get("annotations") or {}).get(SCAN_REQUEST_ANNOTATION)
 
 
-def interval_of(spec: Any) -> float:
+def interval_of(spec: Any, min_interval: float = 0.0) -> float:
+    """Seconds between scheduled scans: `spec.interval`, but never less than `min_interval`."""
     try:
-        return parse_duration(str(spec.get("interval") or DEFAULT_INTERVAL))
+        seconds = parse_duration(str(spec.get("interval") or DEFAULT_INTERVAL))
     except PolicyError:
-        return parse_duration(DEFAULT_INTERVAL)  # the scan itself reports the invalid field
+        seconds = parse_duration(DEFAULT_INTERVAL)  # the scan itself reports the invalid field
+    return max(seconds, min_interval)
 
 
 class PolicyLoops:
     """Per-policy wake-up events and in-flight scans, shared by the handlers of one operator."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, pool: FairScanPool | None = None, *, min_interval: float = 0.0) -> None:
         self.engine = engine
+        self.pool = pool or FairScanPool()
+        self.min_interval = min_interval
         self.wakeups: dict[str, asyncio.Event] = {}
         self.scanned: dict[str, tuple[Any, Any]] = {}
         self.inflight: dict[str, asyncio.Future[Any]] = {}
@@ -53,34 +60,43 @@ class PolicyLoops:
 
     async def run(self, key: str, body: Any, stopped: Any) -> None:
         wakeup = self.wakeup(key)
+        namespace = key.partition("/")[0]
         try:
             while not stopped:
                 wakeup.clear()
                 snapshot = copy.deepcopy(dict(body))
                 self.scanned[key] = scan_marker(snapshot)
                 spec = snapshot.get("spec") or {}
+                started = time.monotonic()
                 if spec.get("suspend") is True:
                     log.info("policy %s is suspended; not scanning", key)
                 else:
-                    # Shielded: a scan that started finishes (and publishes) even if the loop is cancelled.
-                    future = asyncio.ensure_future(asyncio.to_thread(self.engine.scan, snapshot))
+                    # Waits for the namespace's turn; once started, shielded: a scan that started finishes
+                    # (and publishes) even if the loop is cancelled.
+                    future = await self.pool.start(namespace, self.engine.scan, snapshot)
                     self.inflight[key] = future
                     try:
                         await asyncio.shield(future)
                     finally:
                         if future.done():
                             self.inflight.pop(key, None)
-                await self._sleep(wakeup, stopped, interval_of(spec))
+                if await self._sleep(wakeup, stopped, interval_of(spec, self.min_interval)):
+                    # Woken by a request: start at once, unless the last scan started moments ago.
+                    await self._sleep(None, stopped, started + request_cooldown(self.min_interval) - time.monotonic())
         finally:
             self.wakeups.pop(key, None)
             self.scanned.pop(key, None)
 
     @staticmethod
-    async def _sleep(wakeup: asyncio.Event, stopped: Any, seconds: float) -> None:
-        woken = asyncio.ensure_future(wakeup.wait())
+    async def _sleep(wakeup: asyncio.Event | None, stopped: Any, seconds: float) -> bool:
+        """Sleep `seconds` or until woken or stopped; True when woken."""
+        if seconds <= 0:
+            return False
+        woken = asyncio.ensure_future(wakeup.wait() if wakeup is not None else asyncio.Event().wait())
         stopping = asyncio.ensure_future(stopped.wait())
         try:
             await asyncio.wait({woken, stopping}, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+            return woken.done() and not woken.cancelled()
         finally:
             woken.cancel()
             stopping.cancel()
@@ -93,7 +109,9 @@ class PolicyLoops:
         future = self.inflight.get(key)
         if future is not None:
             await asyncio.wait({future})
-        await asyncio.to_thread(self.engine.forget, copy.deepcopy(dict(body)))
+        namespace = key.partition("/")[0]
+        done = await self.pool.start(namespace, self.engine.forget, copy.deepcopy(dict(body)))
+        await done
 
 
 def _key(kwargs: dict[str, Any]) -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import atexit
 import datetime
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from aiohttp import web
@@ -105,6 +105,7 @@ def build(
     *,
     mongodb_uri: str | None,
     namespace: str | None = None,
+    api_audiences: Sequence[str] = (),
 ) -> list[ScanObserver]:
     """Metrics, history store (when `mongodb_uri`) and the REST API on `app`; the observers to pass the engine.
 
@@ -129,6 +130,6 @@ def build(
         log.info("first-seen times of %d active drifts taken from DriftReports", seeded)
     except ApiError as exc:
         log.warning("cannot list DriftReports to keep drift ages across the restart: %s", exc)
-    register_api(app, store=store, authorizer=KubeAuthorizer(client),
+    register_api(app, store=store, authorizer=KubeAuthorizer(client, audiences=api_audiences),
                  trigger=AnnotationScanTrigger(client, namespace), metrics=metrics)
     return observers

@@ -20,6 +20,7 @@ from kubedrift.engine import Engine, ScanObserver
 from kubedrift.handlers import PolicyLoops, register
 from kubedrift.policy import parse_duration
 from kubedrift.publish.health import Readiness, create_app, start_server
+from kubedrift.scheduling import DEFAULT_MIN_INTERVAL, DEFAULT_SCAN_WORKERS, FairScanPool
 from kubedrift.source.git import GitCache
 
 log = logging.getLogger("kubedrift")
@@ -60,6 +61,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="how long Resolved DriftReports stay (env KUBEDRIFT_REPORT_RETENTION, 24h)")
     parser.add_argument("--git-timeout", default=_env("KUBEDRIFT_GIT_TIMEOUT", "60s"),
                         help="time limit of one fetch (env KUBEDRIFT_GIT_TIMEOUT, 60s)")
+    # Bounded work and the API's callers (see kubedrift.scheduling and publish/api_auth.py).
+    parser.add_argument("--min-interval", default=_env("KUBEDRIFT_MIN_INTERVAL", DEFAULT_MIN_INTERVAL),
+                        help="no policy is scanned on schedule more often than this, whatever its spec.interval "
+                             f"(env KUBEDRIFT_MIN_INTERVAL, {DEFAULT_MIN_INTERVAL})")
+    parser.add_argument("--scan-workers", type=int,
+                        default=int(_env("KUBEDRIFT_SCAN_WORKERS", str(DEFAULT_SCAN_WORKERS)) or DEFAULT_SCAN_WORKERS),
+                        help="scans running at once, at most half of them from one namespace "
+                             f"(env KUBEDRIFT_SCAN_WORKERS, {DEFAULT_SCAN_WORKERS})")
+    parser.add_argument("--api-audiences", default=_env("KUBEDRIFT_API_AUDIENCES", ""),
+                        help="comma list of token audiences the REST API accepts, asked for in TokenReviews "
+                             "(env KUBEDRIFT_API_AUDIENCES; default: the API server's own audience)")
     parser.add_argument("--log-format", choices=("plain", "full", "json"),
                         default=_env("KUBEDRIFT_LOG_FORMAT", "plain"),
                         help="log line format (env KUBEDRIFT_LOG_FORMAT)")
@@ -80,7 +92,9 @@ def _admin_namespaces_default() -> str:
 
 def build_observers(args: argparse.Namespace, readiness: Readiness, app: Any, client: KubeClient) -> list[ScanObserver]:
     """Scan observers (history store, metrics) and their routes (/metrics, /api/v1) on `app`."""
-    return scan_observers.build(app, readiness, client, mongodb_uri=args.mongodb_uri, namespace=args.namespace)
+    audiences = [a.strip() for a in str(args.api_audiences or "").split(",") if a.strip()]
+    return scan_observers.build(app, readiness, client, mongodb_uri=args.mongodb_uri, namespace=args.namespace,
+                                api_audiences=audiences)
 
 
 def main(args: argparse.Namespace) -> int:
@@ -88,9 +102,13 @@ def main(args: argparse.Namespace) -> int:
     try:
         retention = parse_duration(args.report_retention, "--report-retention")
         git_timeout = parse_duration(args.git_timeout, "--git-timeout")
+        min_interval = parse_duration(args.min_interval, "--min-interval")
         tenancy = Tenancy.parse(args.admin_namespaces, args.default_service_account)
     except ValueError as exc:  # PolicyError too
         log.error("%s", exc)
+        return 1
+    if args.scan_workers < 1:
+        log.error("--scan-workers: must be at least 1, not %d", args.scan_workers)
         return 1
     log.info("admin namespaces: %s; default service account: %s",
              ", ".join(sorted(tenancy.admin_namespaces)) or "none", tenancy.default_service_account or "none")
@@ -104,9 +122,10 @@ def main(args: argparse.Namespace) -> int:
     observers = build_observers(args, readiness, app, client)
     instance = os.environ.get("HOSTNAME", "") or f"kubedrift-{os.getpid()}"
     engine = Engine(client, GitCache(args.git_cache), retention_seconds=retention, git_timeout=git_timeout,
-                    observers=observers, instance=instance, tenancy=tenancy)
+                    observers=observers, instance=instance, tenancy=tenancy, min_interval=min_interval)
     registry = kopf.OperatorRegistry()
-    register(registry, PolicyLoops(engine))
+    pool = FairScanPool(args.scan_workers)
+    register(registry, PolicyLoops(engine, pool, min_interval=min_interval))
     priority = args.priority if args.priority is not None else random.randint(1, 32767)
 
     @kopf.on.login(registry=registry)
@@ -130,8 +149,11 @@ def main(args: argparse.Namespace) -> int:
         settings.posting.reporting_component = "kubedrift"
         settings.posting.reporting_instance = instance
 
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_serve(args, registry, app, readiness, priority, client))
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(_serve(args, registry, app, readiness, priority, client))
+    finally:
+        pool.close()
     return 0
 
 
@@ -146,7 +168,8 @@ async def _serve(args: argparse.Namespace, registry: kopf.OperatorRegistry, app:
         try:
             await asyncio.to_thread(client.get, "/version")
         except ApiError as exc:
-            readiness.degrade("kubernetes", str(exc))
+            log.warning("the Kubernetes API did not answer /version: %s", exc)
+            readiness.degrade("kubernetes")
         finally:
             readiness.mark_ready()
 

@@ -4,7 +4,10 @@ Kubernetes API (TokenReview + SubjectAccessReview), schemathesis against the Ope
 from __future__ import annotations
 
 import asyncio
+import http.client
+import json
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -21,13 +24,14 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.support.drifts import drift, scan
 from tests.support.emulator import EmulatorServer
 from tests.support.mongo import free_port, mongo_base_uri  # noqa: F401
-from tests.support.reviews import ADMIN, READER, ReviewingEmulator
+from tests.support.reviews import ADMIN, READER, USERS, ReviewingEmulator
 
 from kubedrift.cluster.client import KubeClient
 from kubedrift.model import Severity
 from kubedrift.publish.api import register_api
-from kubedrift.publish.api_auth import KubeAuthorizer
-from kubedrift.publish.health import create_app, start_server
+from kubedrift.observers import store_health_hook
+from kubedrift.publish.api_auth import FAILED_AUTH_LIMIT, FailedAuthLimiter, KubeAuthorizer
+from kubedrift.publish.health import Readiness, create_app, start_server
 from kubedrift.publish.metrics import DriftMetrics
 from kubedrift.publish.openapi import document
 from kubedrift.publish.scan_trigger import SCAN_REQUESTED_AT, AnnotationScanTrigger
@@ -106,8 +110,9 @@ def metrics() -> DriftMetrics:
 def base_url(k8s: tuple[EmulatorServer, KubeClient], store: DriftStore, metrics: DriftMetrics) -> Iterator[str]:
     _, client = k8s
     app = create_app()
+    # This module's tests fail to authenticate on purpose, all from 127.0.0.1: a limit they do not reach.
     register_api(app, store=store, authorizer=KubeAuthorizer(client), trigger=AnnotationScanTrigger(client),
-                 metrics=metrics)
+                 metrics=metrics, limiter=FailedAuthLimiter(limit=10_000))
     with AppThread(app) as url:
         yield url
 
@@ -229,3 +234,103 @@ schema = schemathesis.openapi.from_dict(document()).include(method="GET")
 @settings(max_examples=15, deadline=None, suppress_health_check=list(HealthCheck))
 def test_read_endpoints_conform_to_the_openapi_document(case: schemathesis.Case, base_url: str) -> None:
     case.call_and_validate(base_url=base_url, headers=READER)
+
+
+def token_reviews(emulator: Any, since: int) -> list[dict[str, Any]]:
+    return [r for r in emulator.reviews[since:] if r.get("kind") == "TokenReview"]
+
+
+def get_from(address: str, url: str, path: str, token: str) -> tuple[int, dict[str, str], dict[str, Any]]:
+    """GET with the connection's source address set (the whole of 127.0.0.0/8 is loopback on Linux)."""
+    host, port = url.removeprefix("http://").split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=30, source_address=(address, 0))
+    try:
+        conn.request("GET", path, headers={"Authorization": f"Bearer {token}"})
+        answer = conn.getresponse()
+        return answer.status, dict(answer.getheaders()), json.loads(answer.read() or b"{}")
+    finally:
+        conn.close()
+
+
+def test_brute_forced_tokens_get_429_before_any_token_review(k8s: tuple[EmulatorServer, KubeClient]) -> None:
+    server, client = k8s
+    app = create_app()
+    register_api(app, store=None, authorizer=KubeAuthorizer(client))
+    with AppThread(app) as url:
+        before = len(server.emulator.reviews)
+        answers = [get_from("127.0.0.3", url, "/api/v1/statistics", f"guess-{i}") for i in range(FAILED_AUTH_LIMIT)]
+        assert [status for status, _, _ in answers] == [401] * FAILED_AUTH_LIMIT
+        status, headers, body = get_from("127.0.0.3", url, "/api/v1/statistics", "guess-next")
+        assert status == 429 and body["status"] == 429 and "too many failed authentications" in body["error"]
+        assert 1 <= int(headers["Retry-After"]) <= 60
+        # Limited means limited: no more TokenReviews for this address, even with a valid token.
+        assert get_from("127.0.0.3", url, "/api/v1/statistics", "reader-token")[0] == 429
+        assert len(token_reviews(server.emulator, before)) == FAILED_AUTH_LIMIT
+        # Another address is not punished for it (drift history is off here: 503 past auth).
+        assert get_from("127.0.0.4", url, "/api/v1/statistics", "reader-token")[0] == 503
+
+
+def test_refused_tokens_are_cached_briefly_and_accepted_ones_expire(k8s: tuple[EmulatorServer, KubeClient]) -> None:
+    server, client = k8s
+    app = create_app()
+    register_api(app, store=None, authorizer=KubeAuthorizer(client, positive_seconds=1.0, negative_seconds=1.0))
+    with AppThread(app) as url:
+        before = len(server.emulator.reviews)
+        for _ in range(3):
+            assert get(url, "/api/v1/statistics", headers={"Authorization": "Bearer wrong-1"}).status_code == 401
+        assert len(token_reviews(server.emulator, before)) == 1
+        time.sleep(1.2)
+        assert get(url, "/api/v1/statistics", headers={"Authorization": "Bearer wrong-1"}).status_code == 401
+        assert len(token_reviews(server.emulator, before)) == 2  # asked again once the answer expired
+
+        # A token revoked at the API server stops working once its cached acceptance expires.
+        USERS["short-lived-token"] = ("alice", ["readers"])
+        try:
+            short = {"Authorization": "Bearer short-lived-token"}
+            assert get(url, "/api/v1/statistics", headers=short).status_code == 503
+        finally:
+            del USERS["short-lived-token"]
+        time.sleep(1.2)
+        assert get(url, "/api/v1/statistics", headers=short).status_code == 401
+
+
+def test_token_reviews_name_the_operators_audience(k8s: tuple[EmulatorServer, KubeClient]) -> None:
+    server, client = k8s
+    minted_for_kubedrift = {"Authorization": "Bearer kubedrift-audience-token"}
+    app = create_app()
+    register_api(app, store=None, authorizer=KubeAuthorizer(client, audiences=["kubedrift"]))
+    with AppThread(app) as url:
+        before = len(server.emulator.reviews)
+        assert get(url, "/api/v1/statistics", headers=minted_for_kubedrift).status_code == 503  # past auth
+        assert get(url, "/api/v1/statistics", headers=READER).status_code == 401  # the API server's audience
+        assert {tuple(r["spec"]["audiences"]) for r in token_reviews(server.emulator, before)} == {("kubedrift",)}
+    default = create_app()
+    register_api(default, store=None, authorizer=KubeAuthorizer(client))
+    with AppThread(default) as url:
+        assert get(url, "/api/v1/statistics", headers=minted_for_kubedrift).status_code == 401
+        assert get(url, "/api/v1/statistics", headers=READER).status_code == 503
+
+
+def test_readyz_names_the_degraded_dependency_without_its_error_text() -> None:
+    readiness = Readiness()
+    readiness.mark_ready()
+    port = free_port()
+    dead = DriftStore(f"mongodb://127.0.0.1:{port}/kubedrift", timeout_ms=200, initial_backoff=0.05,
+                      on_health=store_health_hook(readiness.degrade, readiness.recover))
+    dead.start()
+    app = create_app(readiness)
+    try:
+        with AppThread(app) as url:
+            assert requests.get(url + "/readyz", timeout=10).json() == {"status": "ok"}
+            dead.record_scan("ops/shop", scan(drift("Deployment", "shop", "web")), revision="r", now=T0)
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline and "degraded" not in requests.get(url + "/readyz", timeout=10).text:
+                time.sleep(0.1)
+            answer = requests.get(url + "/readyz", timeout=10)
+            assert answer.status_code == 200  # degraded still serves
+            body = answer.json()
+            assert body["status"] == "degraded" and body["degraded"] == ["mongodb"]
+            assert body["reasons"]["mongodb"] == "MongoDB does not answer; drift history writes are queued and retried"
+            assert str(port) not in answer.text and "Error" not in answer.text
+    finally:
+        dead.close(flush_timeout=0)

@@ -9,9 +9,13 @@ from kmock._internal import enums, rendering
 from tests.support.emulator import ApiEmulator
 
 USERS = {"reader-token": ("alice", ["readers"]), "admin-token": ("root", ["admins"]),
-         "stranger-token": ("bob", ["nobody"])}
+         "stranger-token": ("bob", ["nobody"]), "kubedrift-audience-token": ("carol", ["readers"])}
 """Bearer tokens the emulated API server accepts, and the user (name, groups) each belongs to."""
-GRANTS = {("alice", "list", "driftreports"), ("root", "list", "driftreports"), ("root", "patch", "driftpolicies")}
+API_SERVER_AUDIENCE = "https://kubernetes.default.svc.cluster.local"
+TOKEN_AUDIENCES = {"kubedrift-audience-token": ["kubedrift"]}
+"""Audiences a token was minted for (`kubectl create token --audience`); others: the API server's own."""
+GRANTS = {("alice", "list", "driftreports"), ("root", "list", "driftreports"), ("root", "patch", "driftpolicies"),
+          ("carol", "list", "driftreports")}
 """(user, verb, resource) in group kubedrift.dev that SubjectAccessReviews allow."""
 READER = {"Authorization": "Bearer reader-token"}
 ADMIN = {"Authorization": "Bearer admin-token"}
@@ -32,11 +36,15 @@ class ReviewingEmulator(ApiEmulator):  # type: ignore[misc]
             self.reviews.append(body)
             spec = body.get("spec") or {}
             if res.plural == "tokenreviews":
-                user = USERS.get(str(spec.get("token")))
+                token = str(spec.get("token"))
+                user = USERS.get(token)
+                # As kube-apiserver: the token must be valid for one of the audiences asked (default: its own).
+                asked = spec.get("audiences") or [API_SERVER_AUDIENCE]
+                common = [a for a in asked if a in TOKEN_AUDIENCES.get(token, [API_SERVER_AUDIENCE])]
                 status: dict[str, Any] = {"authenticated": False, "error": "invalid bearer token"}
-                if user:
-                    status = {"authenticated": True, "user": {"username": user[0], "uid": user[0] + "-uid",
-                                                              "groups": user[1]}}
+                if user and common:
+                    status = {"authenticated": True, "audiences": common,
+                              "user": {"username": user[0], "uid": user[0] + "-uid", "groups": user[1]}}
             else:
                 attrs = spec.get("resourceAttributes") or {}
                 allowed = attrs.get("group") == "kubedrift.dev" and (

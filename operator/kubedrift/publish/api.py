@@ -1,7 +1,9 @@
 """REST API (SPEC §3) and /metrics, registered onto the operator's aiohttp application.
 
 Everything under /api/ needs a bearer token the API server accepts and that may list driftreports
-(`POST /api/v1/analyze`: patch driftpolicies). Errors are JSON: `{"status", "error"[, "field"]}`.
+(`POST /api/v1/analyze`: patch driftpolicies). A client address with too many failed authentications
+gets 429 with Retry-After, before any TokenReview. Errors are JSON: `{"status", "error"[, "field"]}`
+with fixed messages: never the text of an exception from MongoDB or the Kubernetes API.
 Store reads are blocking pymongo calls, so they run in threads.
 """
 
@@ -9,12 +11,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 from aiohttp import web
 
-from kubedrift.publish.api_auth import READ_RECORDS, AuthError, Authorizer, Permission, patch_policies
+from kubedrift.publish.api_auth import (
+    READ_RECORDS,
+    AuthError,
+    Authorizer,
+    FailedAuthLimiter,
+    Permission,
+    patch_policies,
+)
 from kubedrift.publish.metrics import CONTENT_TYPE, DriftMetrics
 from kubedrift.publish.openapi import document
 from kubedrift.publish.scan_trigger import PolicyNotFound, ScanTrigger
@@ -62,17 +72,26 @@ def _permission(request: web.Request) -> Permission:
 
 
 class _Api:
-    def __init__(self, store: RecordReader | None, authorizer: Authorizer, trigger: ScanTrigger | None) -> None:
-        self.store, self.authorizer, self.trigger = store, authorizer, trigger
+    def __init__(self, store: RecordReader | None, authorizer: Authorizer, trigger: ScanTrigger | None,
+                 limiter: FailedAuthLimiter) -> None:
+        self.store, self.authorizer, self.trigger, self.limiter = store, authorizer, trigger, limiter
 
     @web.middleware
     async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         if not request.path.startswith("/api/"):
             return await handler(request)
+        client = request.remote or ""  # the peer address: X-Forwarded-For is the caller's to forge
+        wait = self.limiter.retry_after(client)
+        if wait is not None:
+            response = error_response(429, "too many failed authentications from this address; try again later")
+            response.headers["Retry-After"] = str(max(1, math.ceil(wait)))
+            return response
         try:
             await self.authorizer.authorize(_bearer(request), _permission(request))
             return await handler(request)
         except AuthError as exc:
+            if exc.status == 401:
+                self.limiter.failed(client)
             return error_response(exc.status, exc.message)
         except ApiError as exc:
             return error_response(exc.status, exc.message, exc.field)
@@ -136,7 +155,7 @@ class _Api:
             raise ApiError(404, str(exc), "policy") from None
         except Exception as exc:
             log.warning("analyze: cannot request a scan: %s", exc)
-            raise ApiError(503, f"cannot request a scan: {exc}") from None
+            raise ApiError(503, "cannot request a scan: the Kubernetes API did not take the request") from None
         return web.json_response({"requested": requested}, status=202)
 
     async def openapi(self, request: web.Request) -> web.Response:
@@ -150,9 +169,10 @@ def register_api(
     authorizer: Authorizer,
     trigger: ScanTrigger | None = None,
     metrics: DriftMetrics | None = None,
+    limiter: FailedAuthLimiter | None = None,
 ) -> None:
     """Add /api/v1/* (and /metrics when `metrics` is given) to `app` before it starts."""
-    api = _Api(store, authorizer, trigger)
+    api = _Api(store, authorizer, trigger, limiter or FailedAuthLimiter())
     app.middlewares.append(api.middleware)
     router = app.router
     router.add_get(f"{PREFIX}/openapi.json", api.openapi)

@@ -1,7 +1,11 @@
 """Bearer-token auth for /api/: TokenReview (who is it?) then SubjectAccessReview (may they?).
 
-Both go to the Kubernetes API through the operator's KubeClient; answers are cached briefly, keyed
-by a digest of the token (the token itself is never stored or logged).
+Both go to the Kubernetes API through the operator's KubeClient. TokenReviews name the operator's
+audiences when configured (a token minted for another service is refused) and the answer must say the
+token is valid for one of them. Answers are cached briefly in bounded caches keyed by a digest of the
+token (the token itself is never stored or logged): accepted tokens for POSITIVE_SECONDS, refused ones
+for NEGATIVE_SECONDS in a cache of their own, so a flood of bad tokens never evicts good ones. Clients
+that fail to authenticate too often get 429 (FailedAuthLimiter) before any review is asked.
 """
 
 from __future__ import annotations
@@ -10,6 +14,8 @@ import asyncio
 import hashlib
 import threading
 import time
+from collections import OrderedDict, deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -18,8 +24,13 @@ from kubedrift.policy import GROUP
 
 TOKEN_REVIEWS = "/apis/authentication.k8s.io/v1/tokenreviews"
 ACCESS_REVIEWS = "/apis/authorization.k8s.io/v1/subjectaccessreviews"
-CACHE_SECONDS = 30.0
+POSITIVE_SECONDS = 10.0
+NEGATIVE_SECONDS = 5.0
 CACHE_MAX = 1024
+FAILED_AUTH_LIMIT = 10
+"""Failed authentications one client address may have per FAILED_AUTH_WINDOW before it gets 429."""
+FAILED_AUTH_WINDOW = 60.0
+LIMITER_MAX_CLIENTS = 10_000
 
 
 @dataclass(frozen=True)
@@ -79,23 +90,72 @@ class _TTLCache:
             self._items[key] = (time.monotonic() + self._ttl, value)
 
 
+class FailedAuthLimiter:
+    """Counts failed authentications per client address in a sliding window; bounded memory.
+
+    `retry_after(client)` is the number of seconds until the client may try again, or None.
+    """
+
+    def __init__(self, limit: int = FAILED_AUTH_LIMIT, window: float = FAILED_AUTH_WINDOW,
+                 max_clients: int = LIMITER_MAX_CLIENTS) -> None:
+        self._limit, self._window, self._max_clients = limit, window, max_clients
+        self._failures: OrderedDict[str, deque[float]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def _recent(self, client: str, now: float) -> deque[float] | None:
+        times = self._failures.get(client)
+        if times is None:
+            return None
+        while times and times[0] <= now - self._window:
+            times.popleft()
+        if not times:
+            del self._failures[client]
+            return None
+        return times
+
+    def retry_after(self, client: str) -> float | None:
+        now = time.monotonic()
+        with self._lock:
+            times = self._recent(client, now)
+            if times is None or len(times) < self._limit:
+                return None
+            return max(0.0, times[0] + self._window - now)
+
+    def failed(self, client: str) -> None:
+        now = time.monotonic()
+        with self._lock:
+            times = self._recent(client, now)
+            if times is None:
+                times = self._failures[client] = deque(maxlen=self._limit)
+                while len(self._failures) > self._max_clients:
+                    self._failures.popitem(last=False)
+            self._failures.move_to_end(client)
+            times.append(now)
+
+
 class KubeAuthorizer:
-    def __init__(self, client: KubeClient, *, cache_seconds: float = CACHE_SECONDS) -> None:
+    def __init__(self, client: KubeClient, *, audiences: Sequence[str] = (),
+                 positive_seconds: float = POSITIVE_SECONDS, negative_seconds: float = NEGATIVE_SECONDS) -> None:
+        """`audiences`: what TokenReviews ask for; empty means the API server's own audience."""
         self.client = client
-        self._users = _TTLCache(cache_seconds, CACHE_MAX)
-        self._decisions = _TTLCache(cache_seconds, CACHE_MAX)
+        self.audiences = tuple(a for a in audiences if a)
+        self._users = _TTLCache(positive_seconds, CACHE_MAX)
+        self._refused = _TTLCache(negative_seconds, CACHE_MAX)
+        self._decisions = _TTLCache(positive_seconds, CACHE_MAX)
 
     async def authorize(self, token: str | None, permission: Permission) -> User:
         if not token:
             raise AuthError(401, "missing bearer token (Authorization: Bearer <token>)")
         key = hashlib.sha256(token.encode()).hexdigest()
         user = self._users.get(key)
-        if user is None:
+        if user is None and self._refused.get(key) is None:
             user = await asyncio.to_thread(self._review_token, token)
-            self._users.put(key, user)
-        if user is False:
+            if user is None:
+                self._refused.put(key, True)
+            else:
+                self._users.put(key, user)
+        if not isinstance(user, User):
             raise AuthError(401, "the Kubernetes API server did not accept the bearer token")
-        assert isinstance(user, User)
         allowed = self._decisions.get((key, permission))
         if allowed is None:
             allowed = await asyncio.to_thread(self._review_access, user, permission)
@@ -110,16 +170,20 @@ class KubeAuthorizer:
         try:
             answer = self.client.request("POST", path, body=body)
         except ApiError as exc:
-            raise AuthError(503, f"cannot check the token with the Kubernetes API: {exc.status} {exc.reason}") \
-                from None
+            raise AuthError(503, f"cannot check the token with the Kubernetes API (HTTP {exc.status})") from None
         return answer if isinstance(answer, dict) else {}
 
-    def _review_token(self, token: str) -> User | bool:
+    def _review_token(self, token: str) -> User | None:
+        spec: dict[str, Any] = {"token": token}
+        if self.audiences:
+            spec["audiences"] = list(self.audiences)
         answer = self._post(TOKEN_REVIEWS, {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview",
-                                            "spec": {"token": token}})
+                                            "spec": spec})
         status = answer.get("status") or {}
         if not status.get("authenticated"):
-            return False
+            return None
+        if self.audiences and not set(status.get("audiences") or ()) & set(self.audiences):
+            return None  # an API server that ignored the audiences, or a token for someone else
         info = status.get("user") or {}
         return User(username=str(info.get("username", "")), uid=str(info.get("uid", "")),
                     groups=tuple(info.get("groups") or ()), extra=dict(info.get("extra") or {}))

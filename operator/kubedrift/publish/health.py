@@ -1,9 +1,10 @@
 """The operator's one HTTP server: /healthz and /readyz here; /metrics and /api/v1 plug in.
 
 `create_app()` returns the aiohttp application; other parts add their routes to it before it
-starts (e.g. `app.router.add_get("/metrics", ...)`). Readiness has named degraded reasons so a
-dependency (MongoDB, ...) can say it is down without making the pod unready:
-`readiness.degrade("mongodb", "cannot reach ...")` and `readiness.recover("mongodb")`.
+starts (e.g. `app.router.add_get("/metrics", ...)`). Readiness has named degraded dependencies so one
+(MongoDB, ...) can say it is down without making the pod unready: `readiness.degrade("mongodb")` and
+`readiness.recover("mongodb")`. /readyz names the degraded dependencies with fixed messages; the detail a
+caller passes (an exception's text) is never answered to anyone, since it may quote data the operator read.
 """
 
 from __future__ import annotations
@@ -13,6 +14,12 @@ import threading
 from aiohttp import web
 
 READINESS_KEY: web.AppKey[Readiness] = web.AppKey("readiness")
+DEPENDENCY_MESSAGES = {
+    "kubernetes": "the Kubernetes API server did not answer",
+    "mongodb": "MongoDB does not answer; drift history writes are queued and retried",
+}
+"""What /readyz says of each degraded dependency; any other name gets UNKNOWN_MESSAGE."""
+UNKNOWN_MESSAGE = "unavailable"
 
 
 class Readiness:
@@ -22,7 +29,7 @@ class Readiness:
         self._lock = threading.Lock()
         self._ready = False
         self._not_ready_reason = "starting"
-        self._degraded: dict[str, str] = {}
+        self._degraded: set[str] = set()
 
     def mark_ready(self) -> None:
         with self._lock:
@@ -34,13 +41,14 @@ class Readiness:
             self._ready = False
             self._not_ready_reason = reason
 
-    def degrade(self, name: str, message: str) -> None:
+    def degrade(self, name: str, detail: str = "") -> None:
+        """Mark dependency `name` degraded; `detail` is for the caller's own logs and is not kept."""
         with self._lock:
-            self._degraded[name] = message
+            self._degraded.add(name)
 
     def recover(self, name: str) -> None:
         with self._lock:
-            self._degraded.pop(name, None)
+            self._degraded.discard(name)
 
     @property
     def ready(self) -> bool:
@@ -52,7 +60,9 @@ class Readiness:
             if not self._ready:
                 return {"status": "not ready", "reason": self._not_ready_reason}
             if self._degraded:
-                return {"status": "degraded", "reasons": dict(sorted(self._degraded.items()))}
+                names = sorted(self._degraded)
+                return {"status": "degraded", "degraded": names,
+                        "reasons": {n: DEPENDENCY_MESSAGES.get(n, UNKNOWN_MESSAGE) for n in names}}
             return {"status": "ok"}
 
 

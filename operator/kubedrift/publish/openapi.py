@@ -125,13 +125,14 @@ def _json(ref: str, description: str) -> dict[str, Any]:
 
 def _errors(*codes: int) -> dict[str, Any]:
     text = {400: "bad parameter", 401: "missing or rejected bearer token", 403: "not allowed",
-            404: "not found", 503: "MongoDB or the Kubernetes API did not answer"}
+            404: "not found", 429: "too many failed authentications from this address (see Retry-After)",
+            503: "MongoDB or the Kubernetes API did not answer"}
     return {str(c): _json("#/components/schemas/Error", text[c]) for c in codes}
 
 
 def _read(summary: str, params: list[dict[str, Any]], ref: str, *extra_errors: int) -> dict[str, Any]:
     return {"get": {"summary": summary, "parameters": params,
-                    "responses": {"200": _json(ref, "OK"), **_errors(400, 401, 403, *extra_errors, 503)}}}
+                    "responses": {"200": _json(ref, "OK"), **_errors(400, 401, 403, *extra_errors, 429, 503)}}}
 
 
 def document() -> dict[str, Any]:
@@ -163,10 +164,10 @@ def document() -> dict[str, Any]:
                 "summary": "Request a scan now (of one policy, or of all)",
                 "parameters": [_POLICY],
                 "responses": {"202": _json("#/components/schemas/AnalyzeAccepted", "scan requested"),
-                              **_errors(400, 401, 403, 404, 503)},
+                              **_errors(400, 401, 403, 404, 429, 503)},
             }},
             "/api/v1/openapi.json": {"get": {"summary": "This document",
                                              "responses": {"200": {"description": "OpenAPI 3 document"},
-                                                           **_errors(401, 403, 503)}}},
+                                                           **_errors(401, 403, 429, 503)}}},
         },
     }
