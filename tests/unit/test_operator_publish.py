@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import re
 
 from aiohttp.test_utils import TestClient, TestServer
 
-from kubedrift.publish.health import Readiness, create_app
+from kubedrift.publish.health import DEPENDENCY_MESSAGES, Readiness, create_app
 from kubedrift.publish.reports import label_value, report_name
 
 DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
@@ -40,9 +41,15 @@ async def test_readyz_follows_readiness_and_degraded_reasons() -> None:
         assert answer.status == 503 and (await answer.json())["status"] == "not ready"
         readiness.mark_ready()
         assert await (await client.get("/readyz")).json() == {"status": "ok"}
-        readiness.degrade("mongodb", "connection refused")
+        readiness.degrade("mongodb", "connection refused by mongo-0.mongo:27017 for user ops")
+        readiness.degrade("kubernetes", "403 Forbidden: secrets \"db-password\" is forbidden")
         answer = await client.get("/readyz")
         assert answer.status == 200
-        assert await answer.json() == {"status": "degraded", "reasons": {"mongodb": "connection refused"}}
+        body = await answer.json()
+        assert body["status"] == "degraded" and body["degraded"] == ["kubernetes", "mongodb"]
+        assert body["reasons"] == {n: DEPENDENCY_MESSAGES[n] for n in ("kubernetes", "mongodb")}
+        text = json.dumps(body)
+        assert "refused" not in text and "mongo-0" not in text and "db-password" not in text
         readiness.recover("mongodb")
+        readiness.recover("kubernetes")
         assert await (await client.get("/readyz")).json() == {"status": "ok"}
