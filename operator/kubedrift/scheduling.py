@@ -6,7 +6,8 @@ handlers use: however slow the scans, those keep answering.
 
 Fairness: a namespace runs at most `per_namespace` scans at once (default half the pool, at least one),
 so one namespace with many policies, or with policies stuck on a slow git host, always leaves room for
-the others; waiting scans are started round-robin by namespace, not in arrival order.
+the others; a free worker goes to the waiting namespace that got its last turn longest ago (round-robin
+by namespace, newcomers first), not to the scan that arrived first.
 
 Frequency: no policy is scanned on its schedule more often than `--min-interval`
 (`KUBEDRIFT_MIN_INTERVAL`, default 30s), whatever its `spec.interval`. A requested scan (the scan-request
@@ -47,10 +48,11 @@ class FairScanPool:
         self.per_namespace = max(1, per_namespace if per_namespace is not None else workers // 2)
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="kubedrift-scan")
         self._waiting: dict[str, deque[asyncio.Future[None]]] = {}
-        self._order: deque[str] = deque()
-        """Namespaces with waiting scans, in the order they get their next turn."""
         self._running: dict[str, int] = {}
         self._total = 0
+        self._turns = 0
+        self._last_turn: dict[str, int] = {}
+        """Per namespace with scans waiting or running: when it last got a worker (a turn number)."""
 
     @property
     def waiting(self) -> int:
@@ -63,8 +65,6 @@ class FairScanPool:
         loop = asyncio.get_running_loop()
         turn: asyncio.Future[None] = loop.create_future()
         self._waiting.setdefault(namespace, deque()).append(turn)
-        if namespace not in self._order:
-            self._order.append(namespace)
         self._dispatch()
         try:
             await turn
@@ -87,18 +87,18 @@ class FairScanPool:
 
     def _dispatch(self) -> None:
         while self._total < self.workers:
-            namespace = next((ns for ns in self._order if self._running.get(ns, 0) < self.per_namespace), None)
-            if namespace is None:
+            eligible = [ns for ns in self._waiting if self._running.get(ns, 0) < self.per_namespace]
+            if not eligible:
                 return
+            namespace = min(eligible, key=lambda ns: self._last_turn.get(ns, -1))
             queue = self._waiting[namespace]
             turn = queue.popleft()
-            self._order.remove(namespace)
-            if queue:
-                self._order.append(namespace)  # its next scan waits for every other namespace's turn
-            else:
+            if not queue:
                 del self._waiting[namespace]
             self._running[namespace] = self._running.get(namespace, 0) + 1
             self._total += 1
+            self._turns += 1
+            self._last_turn[namespace] = self._turns
             turn.set_result(None)
 
     def _withdraw(self, namespace: str, turn: asyncio.Future[None]) -> None:
@@ -108,7 +108,7 @@ class FairScanPool:
         queue.remove(turn)
         if not queue:
             del self._waiting[namespace]
-            self._order.remove(namespace)
+            self._forget_if_idle(namespace)
 
     def _release(self, namespace: str) -> None:
         left = self._running.get(namespace, 0) - 1
@@ -116,5 +116,10 @@ class FairScanPool:
             self._running[namespace] = left
         else:
             self._running.pop(namespace, None)
+            self._forget_if_idle(namespace)
         self._total -= 1
         self._dispatch()
+
+    def _forget_if_idle(self, namespace: str) -> None:
+        if namespace not in self._waiting and namespace not in self._running:
+            self._last_turn.pop(namespace, None)
