@@ -28,8 +28,8 @@ from tests.support.reviews import ADMIN, READER, USERS, ReviewingEmulator
 
 from kubedrift.cluster.client import KubeClient
 from kubedrift.model import Severity
-from kubedrift.publish.api import register_api
 from kubedrift.observers import store_health_hook
+from kubedrift.publish.api import register_api
 from kubedrift.publish.api_auth import FAILED_AUTH_LIMIT, FailedAuthLimiter, KubeAuthorizer
 from kubedrift.publish.health import Readiness, create_app, start_server
 from kubedrift.publish.metrics import DriftMetrics
