@@ -2,7 +2,8 @@
 
 Label values come from bounded sets only: policies, the severities, the scan error reasons below, and
 the identity of objects Git declares (for the per-drift first-seen series, removed when the drift
-resolves). Drift age is left to PromQL: `time() - kubedrift_drift_first_seen_timestamp_seconds`.
+resolves; only valid Kubernetes names, at most MAX_SERIES_PER_POLICY per policy: see metric_labels).
+Drift age is left to PromQL: `time() - kubedrift_drift_first_seen_timestamp_seconds`.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from kubedrift.model import ResourceDrift, ScanResult, Severity
+from kubedrift.publish.metric_labels import MAX_SERIES_PER_POLICY, OMIT_REASONS, select_series
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 STATE_CLEAN, STATE_DRIFT, STATE_ERROR = 0, 1, 2
@@ -34,12 +36,16 @@ class _Series:
     name: str
     severity: str
     started: float
+    exported: bool = True
+    """False for drift kept without a series of its own (see metric_labels)."""
 
 
 class DriftMetrics:
     """The operator's metrics. Thread-safe: scans of different policies report from worker threads."""
 
-    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+    def __init__(self, registry: CollectorRegistry | None = None, *,
+                 series_per_policy: int = MAX_SERIES_PER_POLICY) -> None:
+        self.series_per_policy = series_per_policy
         self.registry = registry or CollectorRegistry(auto_describe=True)
         r = self.registry
         policy = ["policy", "namespace"]
@@ -51,6 +57,10 @@ class DriftMetrics:
         self.first_seen = Gauge("kubedrift_drift_first_seen_timestamp_seconds",
                                 "When the active drift of one object was first seen (one series per drift).",
                                 [*policy, "kind", "resource_namespace", "name", "severity"], registry=r)
+        self.series_omitted = Gauge("kubedrift_drift_series_omitted",
+                                    "Active drifts without a first-seen series of their own: kind/namespace/name "
+                                    "not valid Kubernetes names (invalid_name), or over the per-policy cap (limit).",
+                                    [*policy, "reason"], registry=r)
         self.last_success = Gauge("kubedrift_last_successful_scan_timestamp_seconds",
                                   "End of the policy's last successful scan.", policy, registry=r)
         self.interval = Gauge("kubedrift_policy_scan_interval_seconds",
@@ -127,6 +137,8 @@ class DriftMetrics:
         with self._lock:
             before = self._active.get(key, {})
             seeds = self._seeds.get(key, {})
+            selection = select_series(drifts, {rid for rid, s in before.items() if s.exported},
+                                      self.series_per_policy)
             after: dict[str, _Series] = {}
             for drift in drifts:
                 old = before.get(drift.id)
@@ -136,22 +148,26 @@ class DriftMetrics:
                 else:
                     started = old.started
                 series = _Series(drift.resource.kind, drift.resource.namespace, drift.resource.name,
-                                 drift.severity.label, started)
+                                 drift.severity.label, started, exported=drift.id in selection.exported)
                 after[drift.id] = series
-                if old is not None and old.severity == series.severity:
+                if old is not None and (old.severity, old.exported) == (series.severity, series.exported):
                     continue
-                if old is not None:
+                if old is not None and old.exported:
                     # Same drift, new severity: move the series, keeping its first-seen time.
                     self.first_seen.remove(policy, namespace, old.kind, old.resource_namespace, old.name,
                                            old.severity)
-                self.first_seen.labels(policy=policy, namespace=namespace, kind=series.kind,
-                                       resource_namespace=series.resource_namespace, name=series.name,
-                                       severity=series.severity).set(started)
+                if series.exported:
+                    self.first_seen.labels(policy=policy, namespace=namespace, kind=series.kind,
+                                           resource_namespace=series.resource_namespace, name=series.name,
+                                           severity=series.severity).set(started)
             for resource_id, old in before.items():
                 if resource_id not in after:
                     self.resolved.inc()
-                    self.first_seen.remove(policy, namespace, old.kind, old.resource_namespace, old.name,
-                                           old.severity)
+                    if old.exported:
+                        self.first_seen.remove(policy, namespace, old.kind, old.resource_namespace, old.name,
+                                               old.severity)
+            for reason, count in selection.omitted.items():
+                self.series_omitted.labels(policy=policy, namespace=namespace, reason=reason).set(count)
             self._active[key] = after
 
     def watch_store(self, pending: Callable[[], int], degraded: Callable[[], bool]) -> None:
@@ -166,8 +182,9 @@ class DriftMetrics:
         labels = (policy, namespace)
         with self._lock:
             for series in self._active.pop((namespace, policy), {}).values():
-                self.first_seen.remove(*labels, series.kind, series.resource_namespace, series.name,
-                                       series.severity)
+                if series.exported:
+                    self.first_seen.remove(*labels, series.kind, series.resource_namespace, series.name,
+                                           series.severity)
             self._seeds.pop((namespace, policy), None)
         for gauge in (self.policy_state, self.last_success, self.interval, self.git_fetch_errors,
                       self.api_read_errors):
@@ -176,3 +193,6 @@ class DriftMetrics:
         for severity in Severity:
             with contextlib.suppress(KeyError):
                 self.drifted_resources.remove(*labels, severity.label)
+        for reason in OMIT_REASONS:
+            with contextlib.suppress(KeyError):
+                self.series_omitted.remove(*labels, reason)

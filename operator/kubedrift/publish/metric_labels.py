@@ -1,0 +1,61 @@
+"""Which drifted objects get a series of their own in kubedrift_drift_first_seen_timestamp_seconds.
+
+Kinds, namespaces and names come from Git, and a repository may hold any string. Only values the
+Kubernetes API itself would accept become label values: names are DNS-1123 subdomains of at most 253
+characters (RBAC objects may also use `:`, as in `system:controller:...`), namespaces DNS-1123 labels,
+kinds identifiers. And one policy gets at most MAX_SERIES_PER_POLICY such series: series given keep
+their place, new drift takes free places in scan order. The drifts left out are counted, by reason,
+in kubedrift_drift_series_omitted; kubedrift_drifted_resources counts them all.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass, field
+
+from kubedrift.model import ResourceDrift
+
+MAX_SERIES_PER_POLICY = 500
+INVALID_NAME = "invalid_name"
+OVER_LIMIT = "limit"
+OMIT_REASONS = (INVALID_NAME, OVER_LIMIT)
+RBAC_GROUP = "rbac.authorization.k8s.io"
+
+_DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+_RBAC_NAME = re.compile(r"[a-z0-9]([-a-z0-9.:]*[a-z0-9])?")
+_DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+_KIND = re.compile(r"[A-Za-z][A-Za-z0-9]*")
+
+
+def labelable(drift: ResourceDrift) -> bool:
+    """True when the drifted object's kind, namespace and name are safe label values."""
+    ref = drift.resource
+    name_pattern = _RBAC_NAME if drift.key.group == RBAC_GROUP else _DNS_SUBDOMAIN
+    return (
+        len(ref.kind) <= 63 and bool(_KIND.fullmatch(ref.kind))
+        and (ref.namespace == "" or (len(ref.namespace) <= 63 and bool(_DNS_LABEL.fullmatch(ref.namespace))))
+        and len(ref.name) <= 253 and bool(name_pattern.fullmatch(ref.name))
+    )
+
+
+@dataclass
+class SeriesSelection:
+    exported: set[str] = field(default_factory=set)
+    """Ids of the drifts that have (or get) a series of their own."""
+    omitted: dict[str, int] = field(default_factory=lambda: dict.fromkeys(OMIT_REASONS, 0))
+    """Drifts without one, by reason."""
+
+
+def select_series(drifts: Sequence[ResourceDrift], exported_before: Collection[str],
+                  limit: int = MAX_SERIES_PER_POLICY) -> SeriesSelection:
+    """The drifts of one policy's scan that get a series: valid names only, at most `limit`, old ones first."""
+    selection = SeriesSelection()
+    valid = [d for d in drifts if labelable(d)]
+    selection.omitted[INVALID_NAME] = len(drifts) - len(valid)
+    kept = [d.id for d in valid if d.id in exported_before]
+    new = [d.id for d in valid if d.id not in exported_before]
+    room = max(0, limit - len(kept))
+    selection.exported = set(kept[:limit]) | set(new[:room])
+    selection.omitted[OVER_LIMIT] = len(valid) - len(selection.exported)
+    return selection
