@@ -145,7 +145,7 @@ def harness(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Harness]:
     port = _free_port()
     env = {**os.environ, "KUBECONFIG": str(kubeconfig), "KUBEDRIFT_HTTP_PORT": str(port),
            "KUBEDRIFT_GIT_CACHE": str(tmp / "git-cache"), "PYTHONUNBUFFERED": "1"}
-    args = ["--log-format", "json", "--report-retention", "1s", "--git-timeout", "20s"]
+    args = ["--log-format", "json", "--report-retention", "1s", "--git-timeout", "20s", "--min-interval", "1s"]
     try:
         with serve_git_http(tmp / "git", username=GIT_USER, password=GIT_TOKEN) as git_server, \
                 running_operator(args, env, log, port):
