@@ -65,8 +65,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--min-interval", default=_env("KUBEDRIFT_MIN_INTERVAL", DEFAULT_MIN_INTERVAL),
                         help="no policy is scanned on schedule more often than this, whatever its spec.interval "
                              f"(env KUBEDRIFT_MIN_INTERVAL, {DEFAULT_MIN_INTERVAL})")
-    parser.add_argument("--scan-workers", type=int,
-                        default=int(_env("KUBEDRIFT_SCAN_WORKERS", str(DEFAULT_SCAN_WORKERS)) or DEFAULT_SCAN_WORKERS),
+    parser.add_argument("--scan-workers", type=int,  # argparse converts (and checks) the env's string too
+                        default=_env("KUBEDRIFT_SCAN_WORKERS", str(DEFAULT_SCAN_WORKERS)),
                         help="scans running at once, at most half of them from one namespace "
                              f"(env KUBEDRIFT_SCAN_WORKERS, {DEFAULT_SCAN_WORKERS})")
     parser.add_argument("--api-audiences", default=_env("KUBEDRIFT_API_AUDIENCES", ""),
