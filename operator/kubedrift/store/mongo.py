@@ -2,6 +2,8 @@
 
 Writes never block or raise into the caller: `record_scan` snapshots the result and queues it; a
 background thread applies queued scans in order and retries with backoff while MongoDB is down or slow.
+A write MongoDB answers but refuses holds up only its own policy's later writes and is dropped after a
+few attempts (see store/writer.py); the store is degraded only while MongoDB does not answer a ping.
 Reads (for the REST API) raise StoreUnavailable when MongoDB does not answer in time.
 """
 
@@ -172,7 +174,7 @@ class DriftStore:
 
     @property
     def degraded_reason(self) -> str | None:
-        """Why history writes are behind (for /readyz), or None when they are up to date."""
+        """Why history writes are behind (MongoDB does not answer), or None; for logs and the store-down signal."""
         reason = self._writer.degraded_reason
         if reason is None:
             return None
