@@ -30,6 +30,7 @@ FINALIZER = "kubedrift.dev/cleanup"
 WATCH_SERVER_TIMEOUT = 300.0
 WATCH_CLIENT_TIMEOUT = 330.0
 CONNECT_TIMEOUT = 10.0
+KUBERNETES_CHECK_INTERVAL = 30.0
 
 
 def _env(name: str, default: str | None = None) -> str | None:
@@ -157,6 +158,20 @@ def main(args: argparse.Namespace) -> int:
     return 0
 
 
+async def _check_kubernetes(client: KubeClient, readiness: Readiness) -> None:
+    """Degrade /readyz's `kubernetes` while the API server does not answer /version; recover when it does."""
+    try:
+        await asyncio.to_thread(client.get, "/version")
+    except ApiError as exc:
+        if "kubernetes" not in readiness.degraded:
+            log.warning("the Kubernetes API did not answer /version: %s", exc)
+        readiness.degrade("kubernetes")
+    else:
+        if "kubernetes" in readiness.degraded:
+            log.info("the Kubernetes API answers again")
+        readiness.recover("kubernetes")
+
+
 async def _serve(args: argparse.Namespace, registry: kopf.OperatorRegistry, app: Any, readiness: Readiness,
                  priority: int, client: KubeClient) -> None:
     runner = await start_server(app, args.http_port)
@@ -165,13 +180,11 @@ async def _serve(args: argparse.Namespace, registry: kopf.OperatorRegistry, app:
 
     async def mark_ready() -> None:
         await ready_flag.wait()
-        try:
-            await asyncio.to_thread(client.get, "/version")
-        except ApiError as exc:
-            log.warning("the Kubernetes API did not answer /version: %s", exc)
-            readiness.degrade("kubernetes")
-        finally:
-            readiness.mark_ready()
+        await _check_kubernetes(client, readiness)
+        readiness.mark_ready()
+        while True:
+            await asyncio.sleep(KUBERNETES_CHECK_INTERVAL)
+            await _check_kubernetes(client, readiness)
 
     marker = asyncio.create_task(mark_ready())
     try:

@@ -35,6 +35,7 @@ from kubedrift.publish.health import Readiness, create_app, start_server
 from kubedrift.publish.metrics import DriftMetrics
 from kubedrift.publish.openapi import document
 from kubedrift.publish.scan_trigger import SCAN_REQUESTED_AT, AnnotationScanTrigger
+from kubedrift.runner import _check_kubernetes
 from kubedrift.store import DriftStore
 
 pytestmark = pytest.mark.integration
@@ -334,3 +335,22 @@ def test_readyz_names_the_degraded_dependency_without_its_error_text() -> None:
             assert str(port) not in answer.text and "Error" not in answer.text
     finally:
         dead.close(flush_timeout=0)
+
+
+async def test_readyz_follows_the_kubernetes_api_server(k8s: tuple[EmulatorServer, KubeClient],
+                                                        tmp_path: Path) -> None:
+    server, client = k8s
+    kubeconfig = server.write_kubeconfig(tmp_path / "config")
+    dead_port = free_port()
+    dead_config = tmp_path / "dead-config"
+    dead_config.write_text(kubeconfig.read_text().replace(server.url, f"http://127.0.0.1:{dead_port}"))
+    dead = KubeClient.from_environment(str(dead_config), timeout=2)
+    readiness = Readiness()
+    readiness.mark_ready()
+    await _check_kubernetes(client, readiness)
+    assert readiness.snapshot() == {"status": "ok"}
+    await _check_kubernetes(dead, readiness)
+    body = readiness.snapshot()
+    assert body["degraded"] == ["kubernetes"] and str(dead_port) not in str(body)
+    await _check_kubernetes(client, readiness)
+    assert readiness.snapshot() == {"status": "ok"}

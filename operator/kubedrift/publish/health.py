@@ -51,6 +51,11 @@ class Readiness:
             self._degraded.discard(name)
 
     @property
+    def degraded(self) -> frozenset[str]:
+        with self._lock:
+            return frozenset(self._degraded)
+
+    @property
     def ready(self) -> bool:
         with self._lock:
             return self._ready
