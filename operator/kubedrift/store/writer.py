@@ -193,6 +193,8 @@ class RetryingWriter(Generic[T]):
     def _failed_write(self, entry: _Entry[T], reason: str) -> None:
         """The backend answers but refuses this write: back this key off, or drop the item for good."""
         with self._cond:
+            if entry not in self._entries:
+                return  # the full queue dropped it meanwhile
             entry.attempts += 1
             if entry.attempts >= self._max_attempts:
                 self._remove(entry)
