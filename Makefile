@@ -14,9 +14,11 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP) system-deps
 
-# promtool (Debian's prometheus package) unit-tests the shipped alert rules; git drives the sources.
+# promtool (Debian's prometheus package) unit-tests the shipped alert rules; git drives the sources;
+# openssl makes the tests' https git server certificate.
 system-deps:
 	@command -v git >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq git)
+	@command -v openssl >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssl)
 	@command -v promtool >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus)
 
 demo: $(STAMP)

@@ -24,7 +24,7 @@ from kubedrift.policy import PolicyError, PolicySpec, parse_policy
 from kubedrift.publish.events import EventRecorder
 from kubedrift.publish.reports import PolicyRef, ReportPublisher
 from kubedrift.publish.status import ScanStatus, StatusWriter, build_status, one_line
-from kubedrift.source.git import Checkout, GitCache, GitCredentials, GitSourceError
+from kubedrift.source.git import Checkout, GitCache, GitCredentials, GitSourceError, credentials_for_repo
 from kubedrift.source.manifests import load_manifests
 
 log = logging.getLogger(__name__)
@@ -172,7 +172,7 @@ class Engine:
         view = self.views.view(access)
         credentials = self._credentials(spec, view, access)
         try:
-            checkout = self.git_cache.checkout(spec.source.repo_url, spec.source.revision,
+            checkout = self.git_cache.checkout(spec.source.repo_url, spec.source.revision, namespace=spec.namespace,
                                                credentials=credentials, timeout=self.git_timeout)
         except GitSourceError as exc:
             raise _Stalled("GitError", exc.message) from None
@@ -208,7 +208,7 @@ class Engine:
                 raise _Stalled("CredentialsError", f"{where} cannot be read: {access.forbidden(exc.message)}") from None
             raise _Stalled("CredentialsError", f"{where} cannot be read: {exc.status} {exc.reason}") from None
         try:
-            return GitCredentials.from_secret_data(secret.get("data") or {})
+            return credentials_for_repo(secret, spec.source.repo_url)
         except GitSourceError as exc:
             raise _Stalled("CredentialsError", f"{where}: {exc.message}") from None
 

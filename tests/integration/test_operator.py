@@ -84,7 +84,7 @@ class Harness:
         self.cluster.seed(_in_namespace(load_one(DEPLOY_LIVE), namespace))
         self.cluster.seed(_in_namespace(load_one(SERVICE_LIVE), namespace))
         self.core.create_namespaced_secret(namespace, {
-            "metadata": {"name": "git-creds"},
+            "metadata": {"name": "git-creds", "labels": {"kubedrift.dev/git-credentials": "true"}},
             "data": {"username": base64.b64encode(GIT_USER.encode()).decode(),
                      "password": base64.b64encode(GIT_TOKEN.encode()).decode()},
         })
@@ -143,13 +143,15 @@ def harness(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Harness]:
     kubeconfig = cluster.write_kubeconfig(tmp / "kubeconfig")
     log = tmp / "operator.log"
     port = _free_port()
-    env = {**os.environ, "KUBECONFIG": str(kubeconfig), "KUBEDRIFT_HTTP_PORT": str(port),
-           "KUBEDRIFT_GIT_CACHE": str(tmp / "git-cache"), "PYTHONUNBUFFERED": "1"}
     args = ["--log-format", "json", "--report-retention", "1s", "--git-timeout", "20s", "--min-interval", "1s"]
     try:
-        with serve_git_http(tmp / "git", username=GIT_USER, password=GIT_TOKEN) as git_server, \
-                running_operator(args, env, log, port):
-            yield Harness(cluster, git_server, kubeconfig, log, port)
+        with serve_git_http(tmp / "git", username=GIT_USER, password=GIT_TOKEN, tls=True) as git_server:
+            # Repos are served over https (credentials never go over plain http); the dead-host test uses http.
+            env = {**os.environ, "KUBECONFIG": str(kubeconfig), "KUBEDRIFT_HTTP_PORT": str(port),
+                   "KUBEDRIFT_GIT_CACHE": str(tmp / "git-cache"), "PYTHONUNBUFFERED": "1",
+                   "GIT_SSL_CAINFO": str(git_server.ca_file), "KUBEDRIFT_ALLOW_INSECURE_HTTP": "1"}
+            with running_operator(args, env, log, port):
+                yield Harness(cluster, git_server, kubeconfig, log, port)
     finally:
         cluster.stop()
 
@@ -275,7 +277,8 @@ def test_wrong_token_stalls_without_showing_credentials(harness: Harness) -> Non
     ns = "badcreds"
     harness.namespace_with_app(ns)
     wrong = "wrong-token-0123456789"
-    harness.core.create_namespaced_secret(ns, {"metadata": {"name": "bad"}, "stringData": {
+    harness.core.create_namespaced_secret(ns, {"metadata": {"name": "bad", "labels": {
+        "kubedrift.dev/git-credentials": "true"}}, "stringData": {
         "username": GIT_USER, "password": wrong}})
     harness.create_policy(ns, secret="bad")
     policy = wait_for(lambda: (p := harness.policy(ns)).get("status", {}).get("state") and p, "a failed scan")

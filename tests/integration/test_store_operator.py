@@ -57,7 +57,7 @@ def test_history_metrics_and_api_follow_the_operator(tmp_path: Path, mongo_uri: 
         port = free_port()
         env = {**os.environ, "KUBECONFIG": str(kubeconfig), "KUBEDRIFT_HTTP_PORT": str(port),
                "KUBEDRIFT_GIT_CACHE": str(tmp_path / "git-cache"), "MONGODB_URI": mongo_uri,
-               "PYTHONUNBUFFERED": "1"}
+               "PYTHONUNBUFFERED": "1", "KUBEDRIFT_ALLOW_INSECURE_HTTP": "1"}  # the test serves git over http
         log = tmp_path / "operator.log"
         db = pymongo.MongoClient(mongo_uri, tz_aware=True).get_default_database()
         with serve_git_http(tmp_path / "git", username=None, password=None) as git:

@@ -5,7 +5,9 @@
         url = server.url("shop")                                       # http://127.0.0.1:PORT/shop.git
         server.commit("shop", {"apps/web.yaml": "..."}, "scale web")   # push a new commit
 
-The server runs the real `git http-backend` as a CGI program for every request.
+The server runs the real `git http-backend` as a CGI program for every request. With `tls=True`
+it serves https:// with a self-signed certificate for 127.0.0.1 (`server.ca_file`; point git at it
+with GIT_SSL_CAINFO).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import base64
 import hmac
 import os
+import ssl
 import subprocess
 import threading
 from collections.abc import Iterator, Mapping
@@ -90,9 +93,12 @@ class GitHttpServer:
     """User names of the requests that passed basic auth."""
     rejected: int = 0
     """Requests answered 401 (no or wrong credentials)."""
+    ca_file: Path | None = None
+    """The certificate of an https server (its own CA)."""
 
     def url(self, name: str) -> str:
-        return f"http://127.0.0.1:{self.port}/{name}.git"
+        scheme = "https" if self.ca_file is not None else "http"
+        return f"{scheme}://127.0.0.1:{self.port}/{name}.git"
 
     def create_repo(self, name: str, files: Mapping[str, str | None], message: str = "initial") -> str:
         """A served bare repo `name` with one commit on main (working copy kept for commit()); returns the SHA."""
@@ -196,15 +202,34 @@ def _handler(server: GitHttpServer) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
+def self_signed_certificate(directory: Path) -> tuple[Path, Path]:
+    """(certificate, key) for 127.0.0.1, made by openssl."""
+    directory.mkdir(parents=True, exist_ok=True)
+    cert, key = directory / "cert.pem", directory / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=127.0.0.1",
+         "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )
+    return cert, key
+
+
 @contextmanager
 def serve_git_http(
-    root: Path, *, username: str | None = "kubedrift", password: str | None = "s3cr3t-t0ken-value"
+    root: Path, *, username: str | None = "kubedrift", password: str | None = "s3cr3t-t0ken-value",
+    tls: bool = False,
 ) -> Iterator[GitHttpServer]:
-    """Serve the bare repos under `root` over HTTP on 127.0.0.1 (basic auth unless both are None)."""
+    """Serve the bare repos under `root` over HTTP(S) on 127.0.0.1 (basic auth unless both are None)."""
     root.mkdir(parents=True, exist_ok=True)
     work = root.parent / f"{root.name}-work"
     server = GitHttpServer(root=root, username=username, password=password, work=work)
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler(server))
+    if tls:
+        cert, key = self_signed_certificate(root.parent / f"{root.name}-tls")
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(cert, key)
+        httpd.socket = context.wrap_socket(httpd.socket, server_side=True)
+        server.ca_file = cert
     httpd.daemon_threads = True
     server.port = httpd.server_address[1]
     thread = threading.Thread(target=httpd.serve_forever, args=(0.05,), name="git-http", daemon=True)

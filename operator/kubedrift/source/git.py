@@ -1,6 +1,6 @@
-"""Git checkouts for policies: one cached bare clone per repoURL, one worktree per commit.
+"""Git checkouts for policies: one cached bare clone per namespace and repoURL, one worktree per commit.
 
-Layout under the cache dir, for `key = sha256(repoURL)`:
+Layout under the cache dir, for `key = sha256(namespace NUL repoURL)` (tenants never share a clone):
     <key>.lock            flock taken while fetching/checking out (serializes processes too)
     <key>/repo.git        bare repository, fetched on every checkout
     <key>/trees/<sha>     detached worktree of one commit, shared by every policy at that commit
@@ -8,6 +8,12 @@ Layout under the cache dir, for `key = sha256(repoURL)`:
 
 Credentials never reach disk: HTTPS ones reach git through a credential helper that reads them
 from the environment of that one git process; SSH keys live in a 0600 temp file for the call.
+
+Transports (SPEC §3): `https://`, `ssh://` and `user@host:path`; `http://` only with
+KUBEDRIFT_ALLOW_INSECURE_HTTP=1 and never with credentials; local paths and `file://` only with
+KUBEDRIFT_ALLOW_FILE_REPOS=1 (and never into the cache itself); `ext::`, `git://` and every other
+remote helper never. A repoURL with user info is refused (credentials belong in a Secret), and
+no message repeats what a URL holds before its `@`.
 """
 
 from __future__ import annotations
@@ -27,14 +33,19 @@ import time
 import urllib.parse
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import git
 
 DEFAULT_TIMEOUT = 60.0
 DEFAULT_KEEP_TREES = 8
-ALLOWED_PROTOCOLS = "file:git:http:https:ssh"
+ALLOW_INSECURE_HTTP_ENV = "KUBEDRIFT_ALLOW_INSECURE_HTTP"
+ALLOW_FILE_REPOS_ENV = "KUBEDRIFT_ALLOW_FILE_REPOS"
+CREDENTIALS_LABEL = "kubedrift.dev/git-credentials"
 
 _HEX = re.compile(r"[0-9a-f]{4,40}")
+_SSH_USER = re.compile(r"[A-Za-z0-9._-]+")
+_SCP_LIKE = re.compile(r"(?P<user>[^@/:]+)@(?P<host>[^/:]+):(?P<path>.+)")
 _REVISION = re.compile(r"[A-Za-z0-9._/@+-]+")
 # Any user info of an HTTP(S) URL (a user name may be a token); the password part of others.
 _HTTP_USERINFO = re.compile(r"(?i)\b(https?://)[^/\s@]*@")
@@ -61,6 +72,8 @@ class GitCredentials:
     password: str | None = field(default=None, repr=False)
     ssh_private_key: str | None = field(default=None, repr=False)
     known_hosts: str | None = None
+    url: str | None = None
+    """The repository URL prefix these credentials are for (Argo CD's `url` key); None: any."""
 
     @classmethod
     def from_secret_data(cls, data: Mapping[str, str | bytes], *, base64_encoded: bool = True) -> GitCredentials:
@@ -89,6 +102,7 @@ class GitCredentials:
             password=get("password", "token", "bearerToken"),
             ssh_private_key=get("sshPrivateKey", "identity", "ssh-privatekey"),
             known_hosts=get("known_hosts", "knownHosts"),
+            url=get("url"),
         )
 
     def secrets(self) -> list[str]:
@@ -114,27 +128,110 @@ def scrub(text: str, secrets: list[str] | None = None) -> str:
     return text
 
 
-def split_credentials(repo_url: str) -> tuple[str, GitCredentials | None]:
-    """`https://user:token@host/r.git` -> (`https://host/r.git`, credentials). Other URLs unchanged."""
-    parts = urllib.parse.urlsplit(repo_url)
-    if parts.scheme not in ("http", "https") or "@" not in parts.netloc:
-        return repo_url, None
-    userinfo, _, hostport = parts.netloc.rpartition("@")
-    user, has_password, password = userinfo.partition(":")
-    clean = urllib.parse.urlunsplit(parts._replace(netloc=hostport))
-    if has_password:
-        creds = GitCredentials(username=urllib.parse.unquote(user), password=urllib.parse.unquote(password))
-    else:  # a token given as the user name (GitHub style)
-        creds = GitCredentials(username=urllib.parse.unquote(user) or None, password="")
-    return clean, creds
+@dataclass(frozen=True)
+class TransportPolicy:
+    """Which transports beyond https/ssh this process accepts (SPEC §3 Git transports)."""
+
+    allow_insecure_http: bool = False
+    allow_file_repos: bool = False
+
+    @classmethod
+    def from_environment(cls, environ: Mapping[str, str] | None = None) -> TransportPolicy:
+        env = os.environ if environ is None else environ
+        return cls(
+            allow_insecure_http=env.get(ALLOW_INSECURE_HTTP_ENV) == "1",
+            allow_file_repos=env.get(ALLOW_FILE_REPOS_ENV) == "1",
+        )
+
+    def git_protocols(self) -> str:
+        """GIT_ALLOW_PROTOCOL for every git process: nothing else (no ext::, no git://) may run."""
+        allowed = ["https", "ssh"]
+        allowed += ["http"] if self.allow_insecure_http else []
+        allowed += ["file"] if self.allow_file_repos else []
+        return ":".join(allowed)
 
 
-def _check_url(url: str) -> None:
+@dataclass(frozen=True)
+class RepoURL:
+    """A checked repoURL: `url` is what git gets, `transport` one of https/http/ssh/file."""
+
+    url: str
+    transport: str
+
+
+def _refuse(why: str) -> GitSourceError:
+    return GitSourceError(f"spec.source.repoURL: {why}")
+
+
+def check_repo_url(repo_url: str, transports: TransportPolicy) -> RepoURL:
+    """The transport of `repo_url`, or a GitSourceError that never repeats the URL's user info."""
+    url = repo_url.strip()
     if not url or url.startswith("-") or any(c.isspace() or ord(c) < 32 for c in url):
-        raise GitSourceError(f"invalid repository URL {scrub(url)!r}")
-    scheme = url.split("://", 1)[0] if "://" in url else ""
-    if "::" in url.split("/", 1)[0] or (scheme and scheme.lower() not in ALLOWED_PROTOCOLS.split(":")):
-        raise GitSourceError(f"repository URL {scrub(url)!r} uses an unsupported transport")
+        raise _refuse("not a valid repository URL")
+    if "::" in url.split("/", 1)[0]:
+        raise _refuse("remote helpers such as ext:: are never allowed")
+    if "://" in url:
+        scheme, rest = url.split("://", 1)
+        scheme = scheme.lower()
+        if scheme in ("https", "http"):
+            if "@" in rest:
+                raise _refuse("user info in the URL is not allowed; name a Secret in spec.source.secretRef")
+            if scheme == "http" and not transports.allow_insecure_http:
+                raise _refuse(f"plain http:// is refused unless {ALLOW_INSECURE_HTTP_ENV}=1; use https://")
+            return RepoURL(url, scheme)
+        if scheme == "ssh":
+            user, at, host_path = rest.partition("@")
+            if at and not _SSH_USER.fullmatch(user):
+                raise _refuse("an ssh:// URL may name a user but no password; put keys in the Secret")
+            if not (host_path if at else rest).split("/", 1)[0]:
+                raise _refuse("an ssh:// URL needs a host")
+            return RepoURL(url, "ssh")
+        if scheme == "file":
+            if not transports.allow_file_repos:
+                raise _refuse(f"file:// repositories are refused unless {ALLOW_FILE_REPOS_ENV}=1")
+            return RepoURL(url, "file")
+        raise _refuse(f"unsupported transport {scheme}:// (use https://, ssh:// or user@host:path)")
+    scp = _SCP_LIKE.fullmatch(url)
+    if scp is not None and "/" not in url.split(":", 1)[0]:
+        if not _SSH_USER.fullmatch(scp["user"]):
+            raise _refuse("the user of a user@host:path URL may hold letters, digits and . _ - only")
+        return RepoURL(url, "ssh")
+    if ":" in url.split("/", 1)[0] and not url.startswith(("/", ".")):
+        raise _refuse("unsupported transport (use https://, ssh:// or user@host:path)")
+    if not transports.allow_file_repos:
+        raise _refuse(f"local repository paths are refused unless {ALLOW_FILE_REPOS_ENV}=1")
+    return RepoURL(url, "file")
+
+
+def _under_prefix(url: str, prefix: str) -> bool:
+    """Argo CD's repository-credential rule: `url` starts with `prefix`, at a path boundary."""
+    if not prefix or not url.startswith(prefix):
+        return False
+    return len(url) == len(prefix) or prefix.endswith(("/", ":")) or url[len(prefix)] in "/:"
+
+
+def credentials_for_repo(secret: Mapping[str, Any], repo_url: str) -> GitCredentials:
+    """The credentials of a Secret for `repo_url`, if the Secret opts in and may serve that URL.
+
+    A Secret is used only when labelled `kubedrift.dev/git-credentials: "true"` (so no policy can
+    send a service-account token or a database password to a host it names) and, when it has a
+    `url` key, only for repository URLs under that prefix.
+    """
+    meta = secret.get("metadata") if isinstance(secret.get("metadata"), Mapping) else {}
+    labels = meta.get("labels") if isinstance(meta, Mapping) else None
+    if not isinstance(labels, Mapping) or str(labels.get(CREDENTIALS_LABEL, "")).lower() != "true":
+        raise GitSourceError(f"the Secret is not labelled {CREDENTIALS_LABEL}: \"true\"; it is not used for git")
+    data = secret.get("data") if isinstance(secret.get("data"), Mapping) else {}
+    assert isinstance(data, Mapping)
+    creds = GitCredentials.from_secret_data(data)
+    if creds.url is not None and not _under_prefix(repo_url.strip(), creds.url.strip()):
+        raise GitSourceError("the Secret's `url` does not cover spec.source.repoURL; it is not used for this repo")
+    return creds
+
+
+def _display(url: str) -> str:
+    """The URL as messages show it: no query or fragment (checked URLs hold no user info)."""
+    return url.split("#", 1)[0].split("?", 1)[0]
 
 
 def _check_revision(revision: str) -> str:
@@ -160,7 +257,9 @@ class _Deadline:
 
 
 @contextlib.contextmanager
-def _git_environment(url: str, creds: GitCredentials | None, timeout: float) -> Iterator[dict[str, str]]:
+def _git_environment(
+    url: str, creds: GitCredentials | None, timeout: float, protocols: str = "https:ssh"
+) -> Iterator[dict[str, str]]:
     """Environment for git: no prompts, no user/system config, credentials for this call only."""
     env = {
         "GIT_TERMINAL_PROMPT": "0",
@@ -168,7 +267,7 @@ def _git_environment(url: str, creds: GitCredentials | None, timeout: float) -> 
         "SSH_ASKPASS": "",
         "GIT_CONFIG_NOSYSTEM": "1",
         "GIT_CONFIG_GLOBAL": os.devnull,
-        "GIT_ALLOW_PROTOCOL": ALLOWED_PROTOCOLS,
+        "GIT_ALLOW_PROTOCOL": protocols,
         "LC_ALL": "C",
     }
     config = [("credential.helper", "")]  # no helper may store what we hand to git
@@ -239,47 +338,69 @@ def _last_error_line(stderr: str) -> str:
 class GitCache:
     """Thread-safe cache of repositories; see the module docstring for the layout."""
 
-    def __init__(self, cache_dir: str, *, keep_trees: int = DEFAULT_KEEP_TREES) -> None:
+    def __init__(
+        self, cache_dir: str, *, keep_trees: int = DEFAULT_KEEP_TREES, transports: TransportPolicy | None = None
+    ) -> None:
         self.cache_dir = os.path.abspath(cache_dir)
         self.keep_trees = max(1, keep_trees)
+        self.transports = transports if transports is not None else TransportPolicy.from_environment()
         self._locks: dict[str, threading.Lock] = {}
         self._locks_guard = threading.Lock()
 
     @staticmethod
-    def key(repo_url: str) -> str:
-        return hashlib.sha256(split_credentials(repo_url)[0].encode()).hexdigest()
+    def key(repo_url: str, namespace: str) -> str:
+        """One clone per tenant (namespace) and URL: no policy reuses what another tenant fetched."""
+        return hashlib.sha256(f"{namespace}\0{repo_url.strip()}".encode()).hexdigest()
 
     def checkout(
         self,
         repo_url: str,
         revision: str = "HEAD",
         *,
+        namespace: str,
         credentials: GitCredentials | None = None,
         timeout: float = DEFAULT_TIMEOUT,
     ) -> Checkout:
-        """Fetch `repo_url` and return the files of `revision` (branch, tag, full/short SHA or HEAD)."""
-        url, url_credentials = split_credentials(repo_url.strip())
-        creds = credentials or url_credentials
-        secrets = (creds.secrets() if creds else []) + (url_credentials.secrets() if url_credentials else [])
+        """Fetch `repo_url` for a policy of `namespace` and return the files of `revision`.
+
+        `revision`: branch, tag, full/short SHA or HEAD.
+        """
+        secrets = credentials.secrets() if credentials else []
+        shown = "the repository"
         try:
-            _check_url(url)
+            repo = check_repo_url(repo_url, self.transports)
+            url = shown = _display(repo.url)
+            self._check_local(repo)
+            if credentials is not None and repo.transport == "http":
+                raise GitSourceError(f"credentials are never sent over plain http; use https for {url}")
             revision = _check_revision(revision)
-            key = hashlib.sha256(url.encode()).hexdigest()
-            os.makedirs(self.cache_dir, exist_ok=True)
+            key = self.key(repo.url, namespace)
+            os.makedirs(self.cache_dir, mode=0o700, exist_ok=True)
             deadline = _Deadline(timeout, url)
             with self._lock(key), _file_lock(os.path.join(self.cache_dir, key + ".lock")):
                 root = os.path.join(self.cache_dir, key)
-                with _git_environment(url, creds, timeout) as env:
-                    repo = _open_bare(os.path.join(root, "repo.git"), url, env)
-                    _fetch(repo, url, revision, env, creds, deadline)
-                    sha = _resolve(repo, url, revision, env, creds, deadline)
-                    path = _worktree(repo, os.path.join(root, "trees"), sha, env, deadline)
-                    _prune(repo, os.path.join(root, "trees"), self.keep_trees, env, keep=sha)
+                protocols = self.transports.git_protocols()
+                with _git_environment(repo.url, credentials, timeout, protocols) as env:
+                    bare = _open_bare(os.path.join(root, "repo.git"), repo.url, env)
+                    _fetch(bare, url, revision, env, credentials, deadline)
+                    sha = _resolve(bare, url, revision, env, credentials, deadline)
+                    path = _worktree(bare, os.path.join(root, "trees"), sha, env, deadline)
+                    _prune(bare, os.path.join(root, "trees"), self.keep_trees, env, keep=sha)
             return Checkout(path=path, sha=sha)
         except GitSourceError as exc:
             raise GitSourceError(scrub(exc.message, secrets)) from None
         except (OSError, git.GitError) as exc:
-            raise GitSourceError(scrub(f"git cache error for {url}: {type(exc).__name__}: {exc}", secrets)) from None
+            raise GitSourceError(scrub(f"git cache error for {shown}: {type(exc).__name__}", secrets)) from None
+
+    def _check_local(self, repo: RepoURL) -> None:
+        """A local repository may never be the cache itself (other tenants' clones live there)."""
+        if repo.transport != "file":
+            return
+        path = repo.url.removeprefix("file://") if repo.url.startswith("file://") else repo.url
+        real = os.path.realpath(path)
+        cache = os.path.realpath(self.cache_dir)
+        if real == cache or real.startswith(cache + os.sep):
+            raise _refuse("a repository inside the git cache is refused")
 
     def _lock(self, key: str) -> threading.Lock:
         with self._locks_guard:
