@@ -7,11 +7,22 @@ messages are built from the problem and its position only.
 from __future__ import annotations
 
 import json
+import os
 import re
+from typing import Any
 
 import yaml
 
 from kubedrift.model import JSON
+from kubedrift.source.bounds import (
+    MAX_FILE_BYTES,
+    LimitExceeded,
+    check_aliases,
+    check_json_depth,
+    check_size,
+    check_yaml_depth,
+    has_aliases,
+)
 
 
 class DocumentError(ValueError):
@@ -29,15 +40,57 @@ def _timestamp_as_text(loader: _Loader, node: yaml.Node) -> str:
 
 _Loader.add_constructor("tag:yaml.org,2002:timestamp", _timestamp_as_text)
 
+
+# ----- limits (source/bounds.py): only JSON-shaped values, every failure with a position -----
+
+def _not_json(loader: _Loader, node: yaml.Node) -> Any:
+    raise yaml.constructor.ConstructorError(None, None, f"the {node.tag.rsplit(':', 1)[-1]} tag has no JSON form",
+                                            node.start_mark)
+
+
+for _tag in ("set", "omap", "pairs", "binary"):
+    _Loader.add_constructor(f"tag:yaml.org,2002:{_tag}", _not_json)
+
+
+class _LocatingLoader(_Loader):
+    """Slow path after a failed load: finds the node whose tag could not convert its value."""
+
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+        try:
+            return super().construct_object(node, deep=deep)
+        except yaml.YAMLError:
+            raise
+        except Exception:
+            tag = str(node.tag).rsplit(":", 1)[-1]
+            raise yaml.constructor.ConstructorError(
+                None, None, f"the value does not fit its {tag} tag", node.start_mark) from None
+
+
+def _locate_failure(text: str) -> str:
+    try:
+        list(yaml.load_all(text, Loader=_LocatingLoader))
+    except yaml.YAMLError as exc:
+        return _yaml_message(exc)
+    except Exception as exc:  # any failure becomes an error without content
+        return f"invalid YAML: {type(exc).__name__}"
+    return "invalid YAML"
+
 # Quoted fragments in PyYAML problem texts can be copied from the document (tags, anchors,
 # escapes). Keep only short ones such as '\t' that explain the problem without revealing content.
 _QUOTED = re.compile(r"'[^']{3,}'|\"[^\"]{3,}\"")
 
 
-def read_text(path: str) -> str:
+def read_text(path: str, max_bytes: int | None = MAX_FILE_BYTES) -> str:
+    """The UTF-8 text of `path`; a file above `max_bytes` is an error (None: no limit)."""
     try:
         with open(path, "rb") as fh:
-            raw = fh.read()
+            if max_bytes is not None:
+                check_size(os.fstat(fh.fileno()).st_size, max_bytes)
+            raw = fh.read() if max_bytes is None else fh.read(max_bytes + 1)
+        if max_bytes is not None:
+            check_size(len(raw), max_bytes)  # grew while read, or not a regular file
+    except LimitExceeded as exc:
+        raise DocumentError(str(exc)) from None
     except OSError as exc:
         raise DocumentError(f"cannot read: {exc.strerror or type(exc).__name__}") from None
     try:
@@ -69,16 +122,28 @@ def _yaml_message(exc: yaml.YAMLError) -> str:
 def parse_yaml(text: str) -> list[JSON]:
     """All documents of a (multi-document) YAML stream, parsed by libyaml; empty documents are None."""
     try:
-        return list(yaml.load_all(text, Loader=_Loader))
+        check_yaml_depth(text)
+        documents = list(yaml.load_all(text, Loader=_Loader))
+        if has_aliases(text):
+            check_aliases(documents)
+        return documents
+    except LimitExceeded as exc:
+        raise DocumentError(str(exc)) from None
     except yaml.YAMLError as exc:
         raise DocumentError(_yaml_message(exc)) from None
     except RecursionError:
         raise DocumentError("invalid YAML: nested too deeply") from None
+    except Exception:  # a tag whose value does not convert (`!!int x`): find where
+        raise DocumentError(_locate_failure(text)) from None
 
 
 def parse_json(text: str) -> JSON:
     try:
-        return json.loads(text)
+        value = json.loads(text)
+        check_json_depth(value, text)
+        return value
+    except LimitExceeded as exc:
+        raise DocumentError(str(exc)) from None
     except json.JSONDecodeError as exc:
         raise DocumentError(f"invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
     except RecursionError:

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from kubedrift.kinds import BuiltinScopes, ScopeResolver
 from kubedrift.model import JSON, KubeObject, LoadError, ResourceKey, api_group
+from kubedrift.source.bounds import MAX_OBJECTS_PER_SCAN, MAX_RENDERED_BYTES
 from kubedrift.source.documents import DocumentError, looks_like_json, parse_json, parse_yaml, read_text
 from kubedrift.source.kustomize import (
     DEFAULT_TIMEOUT,
@@ -36,6 +37,7 @@ class _Collector:
     objects: list[KubeObject] = field(default_factory=list)
     errors: list[LoadError] = field(default_factory=list)
     seen: dict[ResourceKey, tuple[str, str]] = field(default_factory=dict)
+    over_limit: bool = False
 
     def add_documents(self, docs: list[JSON], source: str, label: str = "document") -> None:
         for where, body in _candidates(docs, label):
@@ -45,6 +47,12 @@ class _Collector:
                 self.errors.append(LoadError(source, f"{where}: {_why_not_an_object(body)}"))
 
     def _add(self, body: dict[str, JSON], source: str, where: str) -> None:
+        if len(self.objects) >= MAX_OBJECTS_PER_SCAN:
+            if not self.over_limit:
+                self.over_limit = True
+                self.errors.append(LoadError(source, f"{where}: more than {MAX_OBJECTS_PER_SCAN} objects in one scan; "
+                                                     "this one and all that follow are not read"))
+            return
         kind = body["kind"]
         meta = body.get("metadata")
         if meta is None:
@@ -134,7 +142,7 @@ def _load_file(collector: _Collector, path: str, source: str) -> None:
 def _load_stdin(collector: _Collector) -> None:
     """Manifests piped in (`helm template ... | kubedrift scan --manifests -`): YAML stream or JSON."""
     try:
-        text = read_text(_STDIN_DEVICE)
+        text = read_text(_STDIN_DEVICE, max_bytes=MAX_RENDERED_BYTES)  # a whole rendered app, as kustomize's
         docs = [parse_json(text)] if looks_like_json(text) else parse_yaml(text)
     except DocumentError as exc:
         collector.errors.append(LoadError(STDIN_SOURCE, str(exc)))

@@ -37,7 +37,7 @@ def _items(docs: list[JSON]) -> Iterator[tuple[str, JSON]]:
 def load_live_snapshot(path: str) -> tuple[list[KubeObject], list[LoadError]]:
     """Objects of a snapshot file: a `List` (JSON or YAML), multi-document YAML, a JSON array or one object."""
     try:
-        text = read_text(path)
+        text = read_text(path, max_bytes=None)  # the user's own kubectl output: a cluster may be large
         docs = [parse_json(text)] if looks_like_json(text) else parse_yaml(text)
     except DocumentError as exc:
         return [], [LoadError(path, str(exc))]
