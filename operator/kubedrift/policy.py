@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from kubedrift.diff.ignore import validate_jq
+from kubedrift.jq_sandbox import check_expression
 from kubedrift.model import (
     DEFAULT_HAND_EDIT_MANAGERS,
     Category,
@@ -95,6 +95,8 @@ def _jq_problem(exc: ValueError) -> str:
     """jq's own complaint without the program text it quotes (`syntax error, unexpected ...`)."""
     first = str(exc).partition("jq: error: ")[2].splitlines()[0] if "jq: error: " in str(exc) else ""
     problem = re.sub(r" at <top-level>.*$", "", first).strip()
+    if not first and "jq:" not in str(exc):
+        problem = str(exc)  # a limit of ours (length), no program text in it
     return f"invalid jq expression: {problem}" if problem else "invalid jq expression"
 
 
@@ -121,7 +123,7 @@ def parse_ignore_rules(items: Any, where: str = "spec.ignoreDifferences") -> lis
                 raise PolicyError(f"{at}.jsonPointers[{j}]: {pointer!r} must start with '/'")
         for j, expression in enumerate(rule.jq_path_expressions):
             try:
-                validate_jq(expression)
+                check_expression(expression)
             except ValueError as exc:
                 raise PolicyError(f"{at}.jqPathExpressions[{j}]: {_jq_problem(exc)}") from None
         rules.append(rule)

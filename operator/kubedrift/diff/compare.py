@@ -12,6 +12,7 @@ from kubedrift.diff.keys import Component, ItemKey, render_path, unkey
 from kubedrift.diff.managed import ManagedEntry, last_writer, owned_leaves, parse_managed_fields, value_at
 from kubedrift.diff.normalize import normalize
 from kubedrift.diff.project import ABSENT, project_object
+from kubedrift.jq_sandbox import JqError
 from kubedrift.model import (
     Category,
     Change,
@@ -254,6 +255,9 @@ def compare_objects(
         result.resources += 1
         try:
             drift = compare_object(obj, twin, settings, autoscaled=(key.namespace, key.kind, key.name) in autoscaled)
+        except JqError as exc:  # an ignore rule's expression overran its limits: say which
+            result.errors.append(LoadError(obj.source or key.id, f"{key.id}: cannot compare: {exc}"))
+            continue
         except Exception as exc:  # one object that cannot be compared never stops the scan
             result.errors.append(LoadError(obj.source or key.id, f"{key.id}: cannot compare: {type(exc).__name__}"))
             continue

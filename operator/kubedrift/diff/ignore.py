@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import copy
-import functools
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-import jq
-
 from kubedrift.diff.keys import MERGE_KEYS, Component
 from kubedrift.diff.managed import ManagedEntry, last_writer, owned_leaves, resolve
+from kubedrift.jq_sandbox import sandbox as jq_sandbox
 from kubedrift.model import IgnoreRule, ResourceKey
 
 IGNORE_ANNOTATION = "kubedrift.dev/ignore"
@@ -62,26 +60,6 @@ def delete_path(obj: Any, path: Sequence[Any]) -> None:
         del container[slot]
 
 
-@functools.lru_cache(maxsize=256)
-def _jq_paths_program(expression: str) -> Any:
-    try:
-        return jq.compile(f"[path({expression})]")
-    except ValueError as exc:
-        raise ValueError(f"invalid jqPathExpression {expression!r}: {exc}") from None
-
-
-def validate_jq(expression: str) -> None:
-    _jq_paths_program(expression)
-
-
-def jq_paths(expression: str, obj: Any) -> list[list[Any]]:
-    try:
-        result = _jq_paths_program(expression).input_value(obj).first()
-    except ValueError:
-        return []  # the expression does not apply to this object's shape
-    return [p for p in result or [] if isinstance(p, list)]
-
-
 def _delete_all(obj: Any, paths: list[list[Any]]) -> None:
     # Delete deeper paths and higher list indices first so earlier deletions don't shift later ones.
     for path in sorted(paths, key=lambda p: (len(p), [str(c).zfill(12) for c in p]), reverse=True):
@@ -106,8 +84,9 @@ def apply_rules(
             delete_path(desired, parts)
             delete_path(live, parts)
         for expression in rule.jq_path_expressions:
-            _delete_all(desired, jq_paths(expression, desired))
-            _delete_all(live, jq_paths(expression, live))
+            desired_paths, live_paths = jq_sandbox().paths(expression, [desired, live])
+            _delete_all(desired, desired_paths)
+            _delete_all(live, live_paths)
         if rule.managed_fields_managers:
             managers = set(rule.managed_fields_managers)
             for entry in entries:
