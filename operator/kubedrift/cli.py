@@ -19,7 +19,7 @@ from typing import IO, TYPE_CHECKING, NoReturn
 import yaml
 from rich.console import Console
 
-from kubedrift import __version__
+from kubedrift import __version__, digest
 from kubedrift.diff import compare_objects
 from kubedrift.kinds import BuiltinScopes
 from kubedrift.model import DiffSettings, KubeObject, LoadError, ScanResult
@@ -175,6 +175,10 @@ def _compare_with_cluster(
 
 
 def _compare(args: argparse.Namespace, progress: Console) -> ScanResult:
+    try:
+        digest.use_key(digest.read_key_file(args.digest_key_file) if args.digest_key_file else digest.new_key())
+    except digest.DigestKeyError as exc:
+        raise Fatal([LoadError(args.digest_key_file, str(exc))]) from None
     settings = _settings(args)
     if STDIN in args.manifests and sys.stdin.isatty():
         raise Fatal([LoadError(STDIN_SOURCE, "--manifests -: stdin is a terminal; pipe manifests in")])
@@ -285,6 +289,8 @@ def build_parser(include_run: bool = True, prog: str = "kubedrift") -> argparse.
     )
     scan_cmd.add_argument("--kubeconfig", metavar="FILE", help="kubeconfig to read the cluster from (without --live)")
     scan_cmd.add_argument("--context", metavar="NAME", help="kubeconfig context to use (without --live)")
+    scan_cmd.add_argument("--digest-key-file", metavar="FILE",
+                          help="key of the hmac: digests of Secret values (default: a new random key per run)")
     scan_cmd.set_defaults(func=scan)
 
     if include_run:  # kopf is heavy: `scan` and `version` start without it

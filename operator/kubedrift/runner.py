@@ -13,7 +13,9 @@ from typing import Any
 
 import kopf
 
+from kubedrift import digest
 from kubedrift import observers as scan_observers
+from kubedrift.cluster import digest_key
 from kubedrift.cluster.access import DEFAULT_ADMIN_NAMESPACE, Tenancy
 from kubedrift.cluster.client import ApiError, KubeClient
 from kubedrift.engine import Engine, ScanObserver
@@ -117,6 +119,12 @@ def main(args: argparse.Namespace) -> int:
         client = KubeClient.from_environment(args.kubeconfig)
     except Exception as exc:
         log.error("no Kubernetes configuration: %s", exc)
+        return 1
+    namespace = _env("POD_NAMESPACE", DEFAULT_ADMIN_NAMESPACE) or DEFAULT_ADMIN_NAMESPACE  # the operator's own
+    try:
+        digest.use_key(digest_key.load_or_create(client, namespace))
+    except (ApiError, digest.DigestKeyError) as exc:
+        log.error("cannot load the digest key (Secret %s/%s): %s", namespace, digest_key.SECRET_NAME, exc)
         return 1
     readiness = Readiness()
     app = create_app(readiness)

@@ -230,7 +230,7 @@ def test_no_secret_value_in_any_output(repo: Path, tmp_path: Path, output: str) 
     proc = run_scan("--manifests", str(repo), "--live", str(live), "--output", output)
     assert proc.returncode == 1  # drift and a broken file
     text = proc.stdout + proc.stderr
-    assert ("Secret:shop:db" in text or "git/Secret/shop/db" in text) and "sha256:" in text
+    assert ("Secret:shop:db" in text or "git/Secret/shop/db" in text) and "hmac:" in text
     for value in (
         PLAIN_SECRET,
         B64_SECRET,

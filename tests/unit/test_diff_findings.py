@@ -151,7 +151,7 @@ def test_secret_data_change_is_secret_change_and_redacted() -> None:
     live["data"]["password"] = "c2VjcmV0LXR3bw=="
     change = changes(git, live)["data.password"]
     assert change.category is Category.SECRET_CHANGE and change.severity is Severity.HIGH
-    assert str(change.desired).startswith("sha256:") and len(str(change.desired)) == len("sha256:") + 12
+    assert str(change.desired).startswith("hmac:") and len(str(change.desired)) == len("hmac:") + 12
     assert change.desired != change.live
 
 
@@ -197,7 +197,7 @@ def test_key_removed_from_git_stays_live_in_configmap_and_secret() -> None:
         assert change.desired is None
         assert change.live == (value if kind == "ConfigMap" else change.live)
         if kind == "Secret":
-            assert str(change.live).startswith("sha256:")
+            assert str(change.live).startswith("hmac:")
 
 
 def test_other_category_outside_spec() -> None:

@@ -22,7 +22,7 @@ OVERLAY = REPO / "examples" / "gitops" / "overlays" / "production"
 SNAPSHOT = REPO / "examples" / "live" / "cluster-snapshot.yaml"
 SECRET_FILE = REPO / "examples" / "gitops" / "base" / "secret.yaml"
 
-SECRET_DIGEST = "sha256:"
+SECRET_DIGEST = "hmac:"
 # id -> state, {(path, category, severity, changedBy, changedAt): (desired, live)}; SECRET_DIGEST = any digest.
 EXPECTED: dict[str, tuple[str, dict[tuple[str, str, str, str | None, str | None], tuple[Any, Any]]]] = {
     "Deployment:shop:web": ("drifted", {

@@ -7,8 +7,9 @@ from typing import Any
 
 from tests.support.drifts import drift, scan
 
+from kubedrift.digest import value_digest
 from kubedrift.model import Category, LoadError, Severity
-from kubedrift.store.records import ScanJob, Write, bson_time, digest, plan_scan
+from kubedrift.store.records import ScanJob, Write, bson_time, plan_scan
 from kubedrift.store.writer import RetryingWriter
 
 T0 = datetime(2026, 1, 2, 3, 4, 5, 123456, tzinfo=UTC)
@@ -105,12 +106,13 @@ def test_secret_values_are_stored_only_as_digests() -> None:
                    category=Category.SECRET_CHANGE, severity=Severity.HIGH)
     job = ScanJob.of(POLICY, scan(leaked), revision="r", at=T0)
     change = job.drifts[0].changes[0]
-    assert change["desired"] == digest("aHVudGVyMg==") and change["live"] == digest("c2VjcmV0")
+    assert change["desired"] == value_digest("aHVudGVyMg==") and change["live"] == value_digest("c2VjcmV0")
+    assert str(change["desired"]).startswith("hmac:") and change["desired"] != change["live"]
     assert "aHVudGVyMg==" not in repr(plan_scan(job, {}))
-    already = drift("Secret", "shop", "db", path="data.password", desired="sha256:0123456789ab", live=None,
+    already = drift("Secret", "shop", "db", path="data.password", desired="hmac:0123456789ab", live=None,
                     category=Category.SECRET_CHANGE)
     kept = ScanJob.of(POLICY, scan(already), revision="r", at=T0).drifts[0].changes[0]
-    assert kept["desired"] == "sha256:0123456789ab" and kept["live"] is None
+    assert kept["desired"] == "hmac:0123456789ab" and kept["live"] is None
 
 
 def test_writer_retries_in_order_and_reports_degraded_until_recovery() -> None:

@@ -1,15 +1,17 @@
 """Normalization applied to both sides before comparing.
 
-Drops what the server owns (status, server metadata), and turns Secret payloads into digests
-so that no Secret value exists anywhere past this point (reports, logs, records, metrics).
+Drops what the server owns (status, server metadata), and turns Secret payloads into keyed digests
+(kubedrift.digest) so that no Secret value exists anywhere past this point (reports, logs, records,
+metrics).
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 from typing import Any
+
+from kubedrift.digest import secret_digest
 
 SERVER_METADATA = frozenset(
     {
@@ -31,12 +33,6 @@ SERVER_ANNOTATIONS = frozenset(
 )
 TOP_LEVEL_DROPPED = frozenset({"apiVersion", "kind", "status"})
 SECRET_PAYLOAD_FIELDS = ("data", "stringData")
-
-
-def secret_digest(value: bytes | str | None) -> str:
-    """`sha256:<first 12 hex>` of a Secret value: equal values compare equal, nothing leaks."""
-    raw = value.encode() if isinstance(value, str) else (value or b"")
-    return "sha256:" + hashlib.sha256(raw).hexdigest()[:12]
 
 
 def _decoded(b64: Any) -> bytes:

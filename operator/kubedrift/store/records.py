@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from kubedrift.bounded import bounded_changes
+from kubedrift.digest import is_digest, value_digest
 from kubedrift.model import JSON, Category, ResourceDrift, ScanResult
 
 RECORDS = "drift_records"
@@ -46,23 +47,23 @@ def bson_time(at: datetime) -> datetime:
 
 
 def digest(value: JSON) -> str:
-    """`sha256:<first 12 hex>` of a JSON value, the form the diff stage uses for secret values."""
+    """`sha256:<first 12 hex>` of a JSON value: change detection between scans (desired/live hashes).
+
+    Only ever applied to changes already redacted (Secret values are keyed digests by then).
+    """
     text = json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
     return "sha256:" + hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
-def _is_digest(value: JSON) -> bool:
-    return value is None or (isinstance(value, str) and value.startswith("sha256:"))
-
-
 def redact_change(change: dict[str, JSON]) -> dict[str, JSON]:
-    """Defence in depth: a SecretChange value that is not already a digest is replaced by one."""
+    """Defence in depth: a SecretChange value that is not already a keyed digest is replaced by one."""
     if change.get("category") != Category.SECRET_CHANGE.value:
         return change
     out = dict(change)
     for key in ("desired", "live"):
-        if not _is_digest(out.get(key)):
-            out[key] = digest(out.get(key))
+        value = out.get(key)
+        if value is not None and not is_digest(value):
+            out[key] = value_digest(value)
     return out
 
 
