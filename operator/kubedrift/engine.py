@@ -235,7 +235,7 @@ class Engine:
             else:
                 outside.append(LoadError(path, "spec.source.paths: the path leads out of the repository"))
         objects, errors = load_manifests(paths, default_namespace=spec.settings.default_namespace,
-                                         scopes=view.discovery)
+                                         scopes=view.discovery, root=checkout.path)
         errors += outside
         prefix = checkout.path.rstrip("/") + "/"
         errors = [LoadError(e.file[len(prefix):] if e.file.startswith(prefix) else e.file,

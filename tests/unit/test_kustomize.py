@@ -110,7 +110,9 @@ def test_unrelated_kustomizations_in_a_tree_are_each_rendered(tmp_path: Path) ->
 
 @needs_renderer
 def test_render_failure_is_an_error_with_kustomize_output_and_other_paths_still_load(tmp_path: Path) -> None:
-    write(tmp_path, "broken/kustomization.yaml", "resources: [does-not-exist.yaml]\n")
+    write(tmp_path, "broken/kustomization.yaml", "resources: [cm.yaml]\npatches:\n- target: {kind: ConfigMap}\n"
+                                                 "  patch: '[{op: remove, path: /data/does-not-exist}]'\n")
+    write(tmp_path, "broken/cm.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: cm}\n")
     write(tmp_path, "ok/cm.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: ok}\n")
 
     objects, errors = load_manifests([str(tmp_path / "broken"), str(tmp_path / "ok")])
@@ -119,7 +121,7 @@ def test_render_failure_is_an_error_with_kustomize_output_and_other_paths_still_
     assert len(errors) == 1
     assert errors[0].file == str(tmp_path / "broken")
     assert errors[0].message.startswith(f"kustomize rendering of {tmp_path / 'broken'} failed: ")
-    assert "does-not-exist.yaml" in errors[0].message
+    assert "/data/does-not-exist" in errors[0].message
 
 
 def test_missing_kubectl_and_kustomize_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

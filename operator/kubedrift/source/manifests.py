@@ -150,9 +150,10 @@ def _load_stdin(collector: _Collector) -> None:
     collector.add_documents(docs, STDIN_SOURCE)
 
 
-def _load_kustomization(collector: _Collector, directory: str, source: str, timeout: float) -> None:
+def _load_kustomization(collector: _Collector, directory: str, source: str, timeout: float,
+                        root: str | None) -> None:
     try:
-        rendered = render_kustomization(directory, timeout=timeout)
+        rendered = render_kustomization(directory, root=root, timeout=timeout)
         docs = parse_yaml(rendered)
     except (KustomizeError, DocumentError) as exc:
         collector.errors.append(LoadError(source, str(exc)))
@@ -183,21 +184,27 @@ def _referenced_dirs(kustomization_dir: str) -> set[str]:
     return out
 
 
-def _walk(collector: _Collector, top: str, timeout: float) -> None:
+def _leaves(path: str, boundary: str) -> bool:
+    """A symlink whose target is outside `boundary` (the repository): never read."""
+    real, top = os.path.realpath(path), os.path.realpath(boundary)
+    return not (real == top or real.startswith(top + os.sep))
+
+
+def _walk(collector: _Collector, top: str, timeout: float, root: str | None) -> None:
     """Every manifest under `top`, sorted; a kustomization directory is rendered as one whole.
 
     A kustomization another one in the tree builds on (a base of an overlay) is not rendered on
     its own: its objects reach the cluster through the overlay, and would clash with it.
     """
     found: list[tuple[str, bool]] = []  # (path, is a kustomization dir) in walk order
-    for root, dirs, files in os.walk(top):
+    for folder, dirs, files in os.walk(top):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        if root != top and is_kustomization_dir(root):
+        if folder != top and is_kustomization_dir(folder):
             dirs[:] = []
-            found.append((root, True))
+            found.append((folder, True))
             continue
         found += [
-            (os.path.join(root, name), False)
+            (os.path.join(folder, name), False)
             for name in sorted(files)
             if not name.startswith(".") and name.endswith(MANIFEST_SUFFIXES)
         ]
@@ -205,11 +212,15 @@ def _walk(collector: _Collector, top: str, timeout: float) -> None:
     for path, is_kustomization in found:
         if is_kustomization:
             referenced |= _referenced_dirs(path)
+    boundary = root if root is not None else top
     for path, is_kustomization in found:
-        if not is_kustomization:
-            _load_file(collector, path, os.path.relpath(path, top))
+        source = os.path.relpath(path, top)
+        if _leaves(path, boundary):
+            collector.errors.append(LoadError(source, "a symbolic link that leads out of the repository; not read"))
+        elif not is_kustomization:
+            _load_file(collector, path, source)
         elif os.path.realpath(path) not in referenced:
-            _load_kustomization(collector, path, os.path.relpath(path, top), timeout)
+            _load_kustomization(collector, path, source, timeout, root)
 
 
 def load_manifests(
@@ -218,8 +229,13 @@ def load_manifests(
     default_namespace: str = "default",
     scopes: ScopeResolver | None = None,
     kustomize_timeout: float = DEFAULT_TIMEOUT,
+    root: str | None = None,
 ) -> tuple[list[KubeObject], list[LoadError]]:
     """Objects declared in `paths` (files or directories, in order) and the errors met on the way.
+
+    `root` (a checkout) bounds what may be read: files whose real path leaves it, and kustomize
+    paths out of it, are errors. Without it, each directory bounds its own files and kustomize may
+    reach local paths anywhere (the CLI user's own tree), never remote ones.
 
     `-` reads stdin. `KubeObject.source` is the path as given for files, the path relative to the
     given directory for files found under it, the directory for kustomize output, `<stdin>` for stdin.
@@ -233,9 +249,11 @@ def load_manifests(
                 _load_stdin(collector)
         elif os.path.isdir(path):
             if is_kustomization_dir(path):
-                _load_kustomization(collector, path, path, kustomize_timeout)
+                _load_kustomization(collector, path, path, kustomize_timeout, root)
             else:
-                _walk(collector, path, kustomize_timeout)
+                _walk(collector, path, kustomize_timeout, root)
+        elif root is not None and os.path.lexists(path) and _leaves(path, root):
+            collector.errors.append(LoadError(path, "a symbolic link that leads out of the repository; not read"))
         elif os.path.exists(path):
             _load_file(collector, path, path)
         else:
