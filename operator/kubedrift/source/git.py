@@ -166,10 +166,10 @@ def _refuse(why: str) -> GitSourceError:
 def check_repo_url(repo_url: str, transports: TransportPolicy) -> RepoURL:
     """The transport of `repo_url`, or a GitSourceError that never repeats the URL's user info."""
     url = repo_url.strip()
-    if not url or url.startswith("-") or any(c.isspace() or ord(c) < 32 for c in url):
-        raise _refuse("not a valid repository URL")
     if "::" in url.split("/", 1)[0]:
         raise _refuse("remote helpers such as ext:: are never allowed")
+    if not url or url.startswith("-") or any(c.isspace() or ord(c) < 32 for c in url):
+        raise _refuse("not a valid repository URL")
     if "://" in url:
         scheme, rest = url.split("://", 1)
         scheme = scheme.lower()
