@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import os
 import socket
@@ -21,6 +22,8 @@ from kubedrift.source.git import (
     GitSourceError,
     TransportPolicy,
     _git_environment,
+    check_repo_url,
+    credentials_for_repo,
 )
 from kubedrift.source.manifests import load_manifests
 
@@ -295,3 +298,101 @@ def test_credentials_from_secret_data_and_their_repr() -> None:
     assert "s3cr3t" not in repr(creds) and "key'" not in repr(creds)
     with pytest.raises(GitSourceError, match="'password' is not valid base64"):
         GitCredentials.from_secret_data({"password": "not base64!"})
+
+
+def test_each_namespace_gets_its_own_clone(origin: Path, cache: GitCache, tmp_path: Path) -> None:
+    team_a = cache.checkout(str(origin), "main", namespace="team-a")
+    team_b = cache.checkout(str(origin), "main", namespace="team-b")
+
+    assert team_a.sha == team_b.sha and team_a.path != team_b.path
+    clones = sorted(p.name for p in (tmp_path / "cache").iterdir() if p.is_dir())
+    assert clones == sorted([GitCache.key(str(origin), "team-a"), GitCache.key(str(origin), "team-b")])
+
+
+def test_the_cache_itself_is_never_a_repository_even_with_file_repos_allowed(
+    origin: Path, cache: GitCache, tmp_path: Path
+) -> None:
+    victim = cache.checkout(str(origin), "main", namespace="victim")
+    cached = tmp_path / "cache" / GitCache.key(str(origin), "victim") / "repo.git"
+
+    for url in (str(cached), f"file://{cached}", os.path.join(victim.path, "..", "..", "repo.git")):
+        with pytest.raises(GitSourceError, match="a repository inside the git cache is refused"):
+            cache.checkout(url, "main", namespace="attacker")
+
+
+def test_defaults_refuse_file_and_http_and_git_allows_only_the_accepted_protocols(origin: Path, tmp_path: Path) -> None:
+    strict = GitCache(str(tmp_path / "strict"), transports=TransportPolicy.from_environment({}))
+
+    with pytest.raises(GitSourceError, match="local repository paths are refused unless KUBEDRIFT_ALLOW_FILE_REPOS=1"):
+        strict.checkout(str(origin), "main", namespace=TEAM)
+    with pytest.raises(GitSourceError, match="plain http:// is refused unless KUBEDRIFT_ALLOW_INSECURE_HTTP=1"):
+        strict.checkout("http://127.0.0.1:1/r.git", "main", namespace=TEAM)
+    assert not (tmp_path / "strict").exists()  # refused before anything was fetched or created
+    assert TransportPolicy.from_environment({}).git_protocols() == "https:ssh"
+    assert LAB.git_protocols() == "https:ssh:http:file"
+    with _git_environment("https://h/r.git", None, 5.0, "https:ssh") as env:
+        assert env["GIT_ALLOW_PROTOCOL"] == "https:ssh"
+
+
+def test_credentials_are_never_sent_over_plain_http(cache: GitCache) -> None:
+    with serve_git_http(Path(cache.cache_dir).parent / "plain", username=USER, password=TOKEN) as plain:
+        plain.create_repo("r", {"cm.yaml": cm("r", "1")})
+        with pytest.raises(GitSourceError, match="credentials are never sent over plain http"):
+            fetch(cache, plain.url("r"), "main", credentials=GitCredentials(USER, TOKEN))
+        assert plain.authenticated == [] and plain.rejected == 0
+
+
+@pytest.mark.parametrize(
+    ("url", "transport"),
+    [
+        ("https://github.com/org/repo.git", "https"),
+        ("ssh://git@github.com/org/repo.git", "ssh"),
+        ("git@github.com:org/repo.git", "ssh"),
+        ("http://git.local/repo.git", "http"),
+        ("file:///srv/repo.git", "file"),
+        ("/srv/repo.git", "file"),
+    ],
+)
+def test_accepted_transports(url: str, transport: str) -> None:
+    assert check_repo_url(url, LAB).transport == transport
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("ext::sh -c id", "remote helpers such as ext:: are never allowed"),
+        ("fd::3", "remote helpers such as ext:: are never allowed"),
+        ("git://github.com/org/repo.git", "unsupported transport git://"),
+        ("ftp://host/repo.git", "unsupported transport ftp://"),
+        ("https://user:pa/ss@github.com/org/repo.git", "user info in the URL is not allowed"),
+        ("https://ghp_token@github.com/org/repo.git", "user info in the URL is not allowed"),
+        ("ssh://git:pa#ss@github.com/org/repo.git", "may name a user but no password"),
+        ("-uhost:path", "not a valid repository URL"),
+        ("bad user@host:path", "not a valid repository URL"),
+    ],
+)
+def test_refused_urls_never_repeat_their_user_info(url: str, message: str) -> None:
+    with pytest.raises(GitSourceError, match=message) as info:
+        check_repo_url(url, LAB)
+    assert "pa/ss" not in str(info.value) and "pa#ss" not in str(info.value) and "ghp_token" not in str(info.value)
+
+
+def _secret(labels: dict[str, str] | None, **data: str) -> dict[str, Any]:
+    return {"metadata": {"name": "git", "labels": labels},
+            "data": {k: base64.b64encode(v.encode()).decode() for k, v in data.items()}}
+
+
+def test_secrets_serve_only_when_they_opt_in_and_only_under_their_url() -> None:
+    opted = {"kubedrift.dev/git-credentials": "true"}
+    repo = "https://git.example.com/team-a/app.git"
+
+    with pytest.raises(GitSourceError, match=r'not labelled kubedrift.dev/git-credentials: "true"'):
+        credentials_for_repo(_secret(None, token="sa-token"), repo)
+    with pytest.raises(GitSourceError, match=r"does not cover spec.source.repoURL"):
+        credentials_for_repo(_secret(opted, password="p", url="https://git.example.com/team-b"), repo)
+    with pytest.raises(GitSourceError, match=r"does not cover spec.source.repoURL"):
+        credentials_for_repo(_secret(opted, password="p", url="https://git.example.com/team"), repo)
+    for prefix in ("https://git.example.com/team-a", "https://git.example.com/team-a/", repo):
+        creds = credentials_for_repo(_secret(opted, username="bot", password="p", url=prefix), repo)
+        assert (creds.username, creds.password) == ("bot", "p")
+    assert credentials_for_repo(_secret(opted, password="p"), repo).password == "p"
