@@ -38,6 +38,7 @@ WORKER_MEMORY_BYTES = 1024 * 1024 * 1024
 MAX_WORKERS = 2
 QUARANTINE_SECONDS = 600.0
 _MAX_ANSWER_BYTES = 64 * 1024 * 1024
+START_TIMEOUT = 30.0
 
 Path = list[Any]
 
@@ -66,6 +67,8 @@ def check_expression(expression: str) -> None:
 
 def _serve(stdin: IO[str], stdout: IO[str]) -> None:
     programs: dict[str, Any] = {}
+    stdout.write("ready\n")  # start-up (interpreter, jq) is not part of any expression's time
+    stdout.flush()
     for line in stdin:
         request = json.loads(line)
         answer: list[list[Path] | str] = []
@@ -109,6 +112,9 @@ class _Worker:
         self.stdin = self.process.stdin
         self.stdout_fd = self.process.stdout.fileno()
         self.buffer = b""
+        if self._line(START_TIMEOUT) != b"ready":
+            self.stop()
+            raise JqError("the jq worker process did not start")
 
     def ask(self, request: bytes, timeout: float) -> bytes | None:
         """One answer line, or None when the worker overran `timeout` or died."""
@@ -117,6 +123,9 @@ class _Worker:
             self.stdin.flush()
         except OSError:
             return None
+        return self._line(timeout)
+
+    def _line(self, timeout: float) -> bytes | None:
         deadline = time.monotonic() + timeout
         while b"\n" not in self.buffer:
             left = deadline - time.monotonic()
