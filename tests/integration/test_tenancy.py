@@ -83,6 +83,12 @@ def _secret(namespace: str, name: str, data: dict[str, str]) -> dict[str, Any]:
             "type": "Opaque", "data": {k: base64.b64encode(v.encode()).decode() for k, v in data.items()}}
 
 
+def _git_credentials(namespace: str) -> dict[str, Any]:
+    body = _secret(namespace, "git-creds", {"username": GIT_USER, "password": GIT_TOKEN})
+    body["metadata"]["labels"] = {"kubedrift.dev/git-credentials": "true"}  # the opt-in (source/git.py)
+    return body
+
+
 def _role(namespace: str, name: str, rules: list[dict[str, Any]], account: tuple[str, str]) -> list[dict[str, Any]]:
     """A Role and the RoleBinding that gives it to ServiceAccount `account` (namespace, name)."""
     rbac = "rbac.authorization.k8s.io/v1"
@@ -117,7 +123,7 @@ class Harness:
         self.port = _free_port()
         self.env = {**os.environ, "KUBECONFIG": str(self.kubeconfig), "KUBEDRIFT_HTTP_PORT": str(self.port),
                     "KUBEDRIFT_GIT_CACHE": str(tmp / "git-cache"), "PYTHONUNBUFFERED": "1",
-                    "KUBEDRIFT_ADMIN_NAMESPACES": "platform"}
+                    "KUBEDRIFT_ADMIN_NAMESPACES": "platform", "GIT_SSL_CAINFO": str(git.ca_file)}
         self._operator = ExitStack()
         api = kubernetes.config.new_client_from_config(str(self.kubeconfig))
         self.custom = kubernetes.client.CustomObjectsApi(api)
@@ -132,7 +138,7 @@ class Harness:
     def tenant(self, namespace: str, files: dict[str, str], *objects: dict[str, Any]) -> None:
         """A namespace with git credentials, its live objects and a repo with `files`."""
         for body in [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}},
-                     _secret(namespace, "git-creds", {"username": GIT_USER, "password": GIT_TOKEN}), *objects]:
+                     _git_credentials(namespace), *objects]:
             self.cluster.seed(body)
         self.git.create_repo(namespace, files)
 
@@ -191,7 +197,7 @@ def harness(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Harness]:
                  _secret("victim", "db", {"password": VICTIM_SECRET})):
         cluster.seed(body)
     try:
-        with serve_git_http(tmp / "git", username=GIT_USER, password=GIT_TOKEN) as git_server:
+        with serve_git_http(tmp / "git", username=GIT_USER, password=GIT_TOKEN, tls=True) as git_server:
             harness = Harness(cluster, git_server, tmp)
             harness.start_operator()
             try:
