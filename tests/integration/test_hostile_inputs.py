@@ -251,6 +251,22 @@ class Cluster:
     def reports(self, namespace: str) -> list[dict[str, Any]]:
         return list(self.custom.list_namespaced_custom_object(GROUP, VERSION, namespace, "driftreports")["items"])
 
+    def peak_rss_mib(self) -> int:
+        """VmHWM of the operator process (a child of this test process)."""
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+                cmdline = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
+                status = Path(f"/proc/{entry}/status").read_text()
+            except OSError:
+                continue
+            parent = int(stat.rpartition(")")[2].split()[1])
+            if parent == os.getpid() and b"kubedrift" in cmdline and b"run" in cmdline:
+                return next(int(line.split()[1]) // 1024 for line in status.splitlines() if line.startswith("VmHWM:"))
+        raise AssertionError("the operator process was not found")
+
     def healthz_seconds(self) -> float:
         started = time.monotonic()
         with urllib.request.urlopen(self.base + "/healthz", timeout=10) as answer:
@@ -345,6 +361,7 @@ def test_operator_survives_hostile_repos_and_policies_and_scans_the_rest(
     ids = sorted(r["spec"]["resourceId"] for r in cluster.reports(ns))
     assert f"ConfigMap:{ns}:good" in ids and f"ConfigMap:{ns}:leaked" not in ids
     assert hits == []
+    assert cluster.peak_rss_mib() < MAX_RSS_MIB, f"operator peak RSS {cluster.peak_rss_mib()} MiB"
     published = json.dumps(cluster.reports(ns)) + json.dumps(files_status) + json.dumps(loops_status)
     published += json.dumps([e.to_dict() for e in cluster.core.list_namespaced_event(ns).items], default=str)
     assert MARKER not in published and GIT_TOKEN not in published
