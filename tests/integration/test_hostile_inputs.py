@@ -3,7 +3,7 @@ with a clear error naming the file or field, in bounded memory, without a crash,
 value it read, and everything else is still scanned.
 
 The attacks: YAML nested 30,000 deep (flow and block; this segfaulted libyaml's composer), an alias
-bomb, a file far beyond the size limit, YAML tags whose value does not fit (`!!int`, `!!float`,
+bomb and a merge-key bomb, a file far beyond the size limit, YAML tags whose value does not fit (`!!int`, `!!float`,
 `!!bool` carrying a secret), a symlink to a file outside the repository, kustomize remote resources
 and bases (a listener on 127.0.0.1 proves no request is made) and `../` out of the checkout, a
 secretGenerator literal typo, jq expressions that never end or select a billion paths, an invalid jq
@@ -54,6 +54,11 @@ def _bomb() -> str:
     return "\n".join(lines) + "\n"  # 9^9 (387 million) leaves once expanded
 
 
+def _merge_bomb() -> str:
+    lines = ["m0: &m0 {k: x}"] + [f"m{i}: &m{i} {{<<: [{', '.join([f'*m{i - 1}'] * 9)}]}}" for i in range(1, 12)]
+    return "\n".join(lines) + "\n"  # merge keys copy 9^11 key lists while PyYAML constructs
+
+
 def _secret_with(tag: str) -> str:
     return f"apiVersion: v1\nkind: Secret\nmetadata: {{name: tagged}}\nstringData:\n  password: {tag} {MARKER}\n"
 
@@ -70,6 +75,7 @@ def hostile_files(trap: str, big_bytes: int) -> dict[str, str]:
         "yaml/deep-flow.yaml": "a: " + "[" * 30_000 + "]" * 30_000 + "\n",
         "yaml/deep-block.yaml": "- " * 30_000 + "x\n",
         "yaml/bomb.yaml": _bomb(),
+        "yaml/merge-bomb.yaml": _merge_bomb(),
         "yaml/big.yaml": "# " + "x" * big_bytes + "\n",
         "yaml/tag-int.yaml": _secret_with("!!int"),
         "yaml/tag-float.yaml": _secret_with("!!float"),
@@ -173,6 +179,7 @@ def test_scan_survives_every_file_attack_and_still_compares_the_rest(
     assert "nested deeper than 100 levels at line 1" in errors["yaml/deep-flow.yaml"]
     assert "nested deeper than 100 levels at line 1" in errors["yaml/deep-block.yaml"]
     assert "excessive aliasing" in errors["yaml/bomb.yaml"]
+    assert "excessive aliasing" in errors["yaml/merge-bomb.yaml"]
     assert "more than the limit of" in errors["yaml/big.yaml"]
     for tag in ("int", "float", "bool"):
         expected = f"invalid YAML at line 5, column 13: the value does not fit its {tag} tag"

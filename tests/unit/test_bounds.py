@@ -57,6 +57,14 @@ def test_alias_bomb_and_recursive_alias_are_refused() -> None:
         parse_yaml("a: &a [x, *a]\n")
 
 
+def test_merge_key_bomb_is_refused_before_construction() -> None:
+    # Merging 9 copies level upon level makes PyYAML copy key lists 9^n times while constructing.
+    lines = ["m0: &m0 {k: x}"] + [f"m{i}: &m{i} {{<<: [{', '.join([f'*m{i - 1}'] * 9)}]}}" for i in range(1, 12)]
+
+    with pytest.raises(DocumentError, match="document 1: excessive aliasing"):
+        parse_yaml("\n".join(lines))
+
+
 @pytest.mark.parametrize(
     ("tagged", "message"),
     [

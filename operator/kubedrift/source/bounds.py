@@ -86,19 +86,21 @@ def check_json_depth(value: Any, text: str, limit: int = MAX_DEPTH) -> None:
 _IN_PROGRESS = -1
 
 
-def _expanded_size(value: Any, seen: dict[int, int]) -> int:
-    """Nodes of `value` with shared containers (YAML aliases) counted at every use."""
-    if not isinstance(value, (dict, list)):
-        return 1
-    known = seen.get(id(value))
+def _expanded_size(node: yaml.Node, seen: dict[int, int]) -> int:
+    """Nodes under `node` with every alias (merge keys included) counted at each use."""
+    known = seen.get(id(node))
     if known == _IN_PROGRESS:
         raise LimitExceeded("a YAML alias refers to its own anchor (a recursive structure); not read")
     if known is not None:
         return known
-    seen[id(value)] = _IN_PROGRESS
-    children = value.values() if isinstance(value, dict) else value
-    total = 1 + sum(_expanded_size(child, seen) for child in children)
-    seen[id(value)] = total
+    if isinstance(node, yaml.ScalarNode):
+        return 1
+    seen[id(node)] = _IN_PROGRESS
+    if isinstance(node, yaml.MappingNode):
+        total = 1 + sum(_expanded_size(k, seen) + _expanded_size(v, seen) for k, v in node.value)
+    else:
+        total = 1 + sum(_expanded_size(child, seen) for child in node.value)
+    seen[id(node)] = total
     return total
 
 
@@ -106,24 +108,26 @@ def has_aliases(text: str) -> bool:
     return "*" in text and _ALIAS.search(text) is not None
 
 
-def check_aliases(documents: list[Any], limit: int = MAX_ALIAS_EXPANSION) -> None:
-    """Reject documents whose aliases expand beyond `limit` nodes ("excessive aliasing", as in Kubernetes)."""
-    for index, document in enumerate(documents, start=1):
-        if _expanded_size(document, {}) > limit + _distinct_size(document):
+def check_aliases(nodes: list[yaml.Node], limit: int = MAX_ALIAS_EXPANSION) -> None:
+    """Reject composed documents whose aliases expand beyond `limit` nodes ("excessive aliasing", as
+    Kubernetes' decoder says), before PyYAML constructs them: merging `<<: [*a, *a, ...]` level upon
+    level copies key lists exponentially during construction."""
+    for index, node in enumerate(nodes, start=1):
+        if _expanded_size(node, {}) > limit + _distinct_size(node):
             raise LimitExceeded(f"document {index}: excessive aliasing (expands to more than {limit} nodes); "
                                 "not read")
 
 
-def _distinct_size(value: Any) -> int:
+def _distinct_size(node: yaml.Node) -> int:
     seen: set[int] = set()
-    stack = [value]
-    count = 0
+    stack = [node]
     while stack:
-        node = stack.pop()
-        count += 1
-        if isinstance(node, (dict, list)):
-            if id(node) in seen:
-                continue
-            seen.add(id(node))
-            stack.extend(node.values() if isinstance(node, dict) else node)
-    return count
+        current = stack.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, yaml.MappingNode):
+            stack.extend(part for pair in current.value for part in pair)
+        elif isinstance(current, yaml.SequenceNode):
+            stack.extend(current.value)
+    return len(seen)

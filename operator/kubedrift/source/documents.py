@@ -119,14 +119,28 @@ def _yaml_message(exc: yaml.YAMLError) -> str:
     return f"invalid YAML: {type(exc).__name__}"
 
 
+def _load_with_aliases(text: str) -> list[JSON]:
+    """Compose first, check how far aliases expand, then construct (from the same parse)."""
+    loader = _Loader(text)
+    try:
+        nodes: list[yaml.Node] = []
+        while loader.check_node():
+            node = loader.get_node()
+            if node is not None:
+                nodes.append(node)
+        check_aliases(nodes)
+        return [loader.construct_document(node) for node in nodes]
+    finally:
+        loader.dispose()
+
+
 def parse_yaml(text: str) -> list[JSON]:
     """All documents of a (multi-document) YAML stream, parsed by libyaml; empty documents are None."""
     try:
         check_yaml_depth(text)
-        documents = list(yaml.load_all(text, Loader=_Loader))
         if has_aliases(text):
-            check_aliases(documents)
-        return documents
+            return _load_with_aliases(text)
+        return list(yaml.load_all(text, Loader=_Loader))
     except LimitExceeded as exc:
         raise DocumentError(str(exc)) from None
     except yaml.YAMLError as exc:
