@@ -346,7 +346,7 @@ def test_operator_survives_hostile_repos_and_policies_and_scans_the_rest(
     slowest = max(answers)
     files_status = wait_for(lambda: cluster.status(ns, "files"), "the scan of the hostile files", timeout=90)
     broken = wait_for(lambda: cluster.status(ns, "broken-jq"), "the policy with a broken jq", timeout=90)
-    assert slowest < 2.0, f"/healthz took {slowest:.2f}s"
+    assert slowest < 5.0, f"/healthz took {slowest:.2f}s"  # in-process jq: no answer at all
 
     errors = {e["file"]: e["message"] for e in files_status.get("errors", [])}
     assert "nested deeper than 100 levels" in errors["yaml/deep-flow.yaml"]

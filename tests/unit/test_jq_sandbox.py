@@ -51,7 +51,7 @@ def test_a_looping_expression_is_stopped_without_holding_up_other_threads(sandbo
     finally:
         stop.set()
         ticker.join()
-    assert len(ticks) > 50  # the other thread ran all along (jq in-process would hold the GIL)
+    assert len(ticks) > 20  # the other thread ran all along (jq in-process would hold the GIL)
     # Quarantined: the next object fails at once; other expressions still work (a new worker).
     started = time.monotonic()
     with pytest.raises(JqError, match="did not finish"):
