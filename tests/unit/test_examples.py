@@ -157,7 +157,7 @@ def test_diff_output_for_the_demo() -> None:
     assert "-  replicas: 3\n+  replicas: 8\n" in proc.stdout
     assert "-        image: ghcr.io/example-shop/web:1.8.3\n" in proc.stdout
     assert "+        - name: JAVA_TOOL_OPTIONS\n" in proc.stdout  # added by hand, shown on the live side
-    assert "-  PAYMENT_API_KEY: sha256:" in proc.stdout and "+  PAYMENT_API_KEY: sha256:" in proc.stdout
+    assert "-  PAYMENT_API_KEY: hmac:" in proc.stdout and "+  PAYMENT_API_KEY: hmac:" in proc.stdout
     for value in secret_values():
         assert value not in proc.stdout
         assert value not in proc.stderr
