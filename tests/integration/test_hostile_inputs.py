@@ -212,7 +212,7 @@ def test_scan_rejects_an_invalid_jq_expression_naming_the_field(tmp_path: Path) 
 
     assert code == 1
     assert result["errors"][0]["message"].startswith(
-        "spec.ignoreDifferences[0].jqPathExpressions[1]: invalid jq expression: jq: error: syntax error")
+        "spec.ignoreDifferences[0].jqPathExpressions[1]: invalid jq expression: syntax error")
 
 
 def test_objects_beyond_the_limit_per_scan_are_an_error_and_the_first_ones_load(tmp_path: Path) -> None:

@@ -80,7 +80,7 @@ def test_an_invalid_expression_is_a_policy_error_naming_the_field() -> None:
         parse_policy(body, require_source=False)
 
     assert str(info.value).startswith(
-        "spec.ignoreDifferences[1].jqPathExpressions[1]: invalid jq expression: jq: error: syntax error")
+        "spec.ignoreDifferences[1].jqPathExpressions[1]: invalid jq expression: syntax error")
 
 
 def test_an_overrunning_rule_is_an_error_on_the_objects_it_matches_and_the_rest_is_compared() -> None:
