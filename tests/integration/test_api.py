@@ -234,7 +234,12 @@ schema = schemathesis.openapi.from_dict(document()).include(method="GET")
 @schema.parametrize()
 @settings(max_examples=15, deadline=None, suppress_health_check=list(HealthCheck))
 def test_read_endpoints_conform_to_the_openapi_document(case: schemathesis.Case, base_url: str) -> None:
-    case.call_and_validate(base_url=base_url, headers=READER)
+    # The reader's token is injected into every case, which undoes schemathesis' negative mutations of the
+    # Authorization header: such a "negative" case is a valid request, and its 200 is right. Missing and
+    # refused tokens are tested explicitly above; every other check (no 5xx, documented status codes and
+    # bodies) still runs on every case, negative ones included.
+    case.call_and_validate(base_url=base_url, headers=READER,
+                           excluded_checks=[schemathesis.checks.negative_data_rejection])
 
 
 def token_reviews(emulator: Any, since: int) -> list[dict[str, Any]]:
