@@ -73,10 +73,10 @@ class Comparison:
 def compare_with_cluster(desired: Sequence[KubeObject], reader: LiveReader, settings: DiffSettings) -> Comparison:
     """Read the live twins of `desired` (and the autoscalers that own replicas) and compare them."""
     keys = [identity(o) for o in desired]
-    live = reader.read(keys, CONTEXT_KINDS)
+    live = reader.read(keys, CONTEXT_KINDS, api_versions={k: o.api_version for k, o in zip(keys, desired, strict=True)})
     comparable = [o for o, k in zip(desired, keys, strict=True) if live.readable(k)]
     return Comparison(
-        result=compare_objects(comparable, live.objects, settings),
+        result=compare_objects(comparable, live.objects, settings, crds=live.crds),
         compared={k.id for k in keys if live.readable(k)},
         read_errors=live.errors,
     )

@@ -38,6 +38,23 @@ CLUSTER_SCOPED_KINDS: frozenset[tuple[str, str]] = frozenset(
 )
 
 
+BUILTIN_GROUPS: frozenset[str] = frozenset(
+    {
+        "", "apps", "batch", "autoscaling", "policy", "extensions",
+        "admissionregistration.k8s.io", "apiextensions.k8s.io", "apiregistration.k8s.io",
+        "authentication.k8s.io", "authorization.k8s.io", "certificates.k8s.io", "coordination.k8s.io",
+        "discovery.k8s.io", "events.k8s.io", "flowcontrol.apiserver.k8s.io", "internal.apiserver.k8s.io",
+        "networking.k8s.io", "node.k8s.io", "rbac.authorization.k8s.io", "resource.k8s.io",
+        "scheduling.k8s.io", "storage.k8s.io", "storagemigration.k8s.io",
+    }
+)
+"""API groups kube-apiserver serves itself; every other group comes from a CRD or an aggregated API."""
+
+
+def is_builtin_group(group: str) -> bool:
+    return group in BUILTIN_GROUPS
+
+
 class ScopeResolver(Protocol):
     def is_namespaced(self, group: str, kind: str) -> bool: ...
 

@@ -2,12 +2,33 @@
 
 from __future__ import annotations
 
+import datetime
 import enum
 from dataclasses import dataclass, field
 from typing import Any
 
 JSON = Any
 """A decoded JSON/YAML value (dict, list, str, int, float, bool or None)."""
+
+
+class DecimalFloat(float):
+    """A number written with a fraction (`cpu: 0.1`), with the decimal text it was written as.
+
+    The API server reads a quantity from the number's text, never through a binary float
+    (0.1 is 100m, not 0.1000000000000000055...): the diff does the same with `text`.
+    It is a float everywhere else (JSON, YAML, BSON, arithmetic).
+    """
+
+    __slots__ = ("text",)
+    text: str
+
+    def __new__(cls, text: str) -> DecimalFloat:
+        obj = super().__new__(cls, text)
+        obj.text = text
+        return obj
+
+    def __reduce__(self) -> tuple[type[DecimalFloat], tuple[str]]:
+        return (DecimalFloat, (self.text,))
 
 
 class Severity(enum.IntEnum):
@@ -180,10 +201,19 @@ class ResourceDrift:
     score: int
     changes: list[Change]
     view: DriftView | None = field(default=None, repr=False, compare=False)
+    since: str | None = None
+    """Earliest `changedAt` of the changes (RFC 3339), when managedFields tell: the drift's age counts from it."""
 
     @property
     def id(self) -> str:
         return self.key.id
+
+    def since_time(self) -> datetime.datetime | None:
+        """`since` as an aware datetime (None when unknown or unreadable)."""
+        try:
+            return datetime.datetime.fromisoformat(self.since) if self.since else None
+        except ValueError:
+            return None
 
     @property
     def categories(self) -> list[str]:
@@ -284,6 +314,7 @@ DEFAULT_HAND_EDIT_MANAGERS: tuple[str, ...] = (
     "kubectl-set",
     "kubectl-label",
     "kubectl-annotate",
+    "kubectl",  # `kubectl apply --server-side` and `kubectl scale` by a person
 )
 
 

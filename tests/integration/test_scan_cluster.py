@@ -174,3 +174,77 @@ def test_kubeconfig_and_context_flags_choose_the_cluster(cluster: tuple[Emulator
 
     proc = _run("--manifests", str(git), "--kubeconfig", str(kubeconfig), "--context", "nope")
     assert proc.returncode == 1 and "nope" in proc.stderr and "no usable cluster configuration" in proc.stderr
+
+
+def _write(git: Path, name: str, *docs: dict[str, object]) -> None:
+    git.mkdir(exist_ok=True)
+    (git / name).write_text(yaml.safe_dump_all(list(docs)))
+
+
+def test_each_object_is_read_in_its_manifests_api_version(
+    cluster: tuple[EmulatorServer, Path], tmp_path: Path
+) -> None:
+    # An HPA applied as autoscaling/v1 (k9s render testdata hpa.json, SOURCES.md L12). The emulator
+    # converts nothing between versions: it is found only when listed in the manifest's own version,
+    # as a real API server would answer in that version (converting).
+    server, kubeconfig = cluster
+    live = load_one("derailed__k9s__internal__render__testdata__hpa.json")
+    server.seed(live)
+    git_hpa = json.loads(live["metadata"]["annotations"]["kubectl.kubernetes.io/last-applied-configuration"])
+    git_hpa["metadata"]["namespace"] = live["metadata"]["namespace"]
+    _write(tmp_path / "git", "hpa.yaml", git_hpa)
+    proc = _scan(kubeconfig, tmp_path / "git")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    git_hpa["spec"]["maxReplicas"] = live["spec"]["maxReplicas"] + 5
+    _write(tmp_path / "git", "hpa.yaml", git_hpa)
+    out = json.loads(_scan(kubeconfig, tmp_path / "git").stdout)
+    assert [c["path"] for d in out["drifts"] for c in d["changes"]] == ["spec.maxReplicas"]
+
+
+GATEWAY_CRD: dict[str, object] = {
+    "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+    "metadata": {"name": "gateways.gateway.networking.k8s.io"},
+    "spec": {"group": "gateway.networking.k8s.io", "scope": "Namespaced",
+             "names": {"kind": "Gateway", "plural": "gateways", "singular": "gateway"},
+             "versions": [{"name": "v1", "served": True, "storage": True, "schema": {"openAPIV3Schema": {
+                 "type": "object", "properties": {"spec": {"type": "object", "properties": {
+                     "listeners": {"type": "array", "x-kubernetes-list-type": "map",
+                                   "x-kubernetes-list-map-keys": ["name"],
+                                   "items": {"type": "object"}}}}}}}}]},
+}
+CLUSTER_POLICY_CRD: dict[str, object] = {
+    "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+    "metadata": {"name": "clusterpolicies.kyverno.io"},
+    "spec": {"group": "kyverno.io", "scope": "Cluster",
+             "names": {"kind": "ClusterPolicy", "plural": "clusterpolicies", "singular": "clusterpolicy"},
+             "versions": [{"name": "v1", "served": True, "storage": True,
+                           "schema": {"openAPIV3Schema": {"type": "object",
+                                                          "x-kubernetes-preserve-unknown-fields": True}}}]},
+}
+
+
+def test_custom_resources_use_the_clusters_crds(cluster: tuple[EmulatorServer, Path], tmp_path: Path) -> None:
+    server, kubeconfig = cluster
+    for crd in (GATEWAY_CRD, CLUSTER_POLICY_CRD):
+        server.run(server.emulator.register_crd, crd)
+        server.seed(crd)
+    http = {"name": "http", "port": 80, "protocol": "HTTP"}
+    https = {"name": "https", "port": 443, "protocol": "HTTPS"}
+    gateway = {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
+               "metadata": {"name": "public", "namespace": "edge"},
+               "spec": {"gatewayClassName": "istio", "listeners": [http, https]}}
+    live_gateway = copy.deepcopy(gateway)
+    live_gateway["spec"]["listeners"] = [{**https, "port": 8443}, http]  # reordered by a controller, one changed
+    server.seed(live_gateway)
+    policy = {"apiVersion": "kyverno.io/v1", "kind": "ClusterPolicy", "metadata": {"name": "require-labels"},
+              "spec": {"validationFailureAction": "Enforce"}}
+    server.seed(policy)
+    _write(tmp_path / "git", "objects.yaml", gateway, policy)  # the ClusterPolicy written without namespace
+    proc = _scan(kubeconfig, tmp_path / "git")
+    out = json.loads(proc.stdout)
+    assert out["errors"] == [] and out["summary"]["resources"] == 2, proc.stdout + proc.stderr
+    # Listeners matched by name (the CRD's x-kubernetes-list-map-keys, read from the cluster), and
+    # the cluster-scoped ClusterPolicy found although the CLI's built-in table does not know it.
+    assert [(d["id"], [(c["path"], c["desired"], c["live"]) for c in d["changes"]]) for d in out["drifts"]] == [
+        ("Gateway:edge:public", [("spec.listeners[name=https].port", 443, 8443)])
+    ]

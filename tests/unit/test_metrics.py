@@ -118,3 +118,13 @@ def test_store_gauges_exist_only_with_a_store_and_follow_it() -> None:
     assert value(m, "kubedrift_store_up") == 0 and value(m, "kubedrift_store_pending_writes") == 3
     state.update(pending=0, degraded=False)
     assert value(m, "kubedrift_store_up") == 1 and value(m, "kubedrift_store_pending_writes") == 0
+
+
+def test_first_seen_counts_from_the_earliest_attributed_change() -> None:
+    # A change managedFields date to January is not new because the first scan runs in March.
+    m = DriftMetrics()
+    edited = drift("Deployment", "shop", "web")
+    edited.since = "2026-01-03T12:00:00Z"
+    m.observe_scan("ops", "shop", scan(edited, drift("ConfigMap", "shop", "cfg")), duration=1.0, finished=T0)
+    first = {s["name"]: v for s, v in samples(m)["kubedrift_drift_first_seen_timestamp_seconds"]}
+    assert first == {"web": datetime(2026, 1, 3, 12, 0, 0, tzinfo=UTC).timestamp(), "cfg": T0.timestamp()}

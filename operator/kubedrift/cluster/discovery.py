@@ -5,9 +5,10 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass
+from typing import Any
 
 from kubedrift.cluster.client import ApiError, KubeClient
-from kubedrift.kinds import BuiltinScopes
+from kubedrift.kinds import BuiltinScopes, is_builtin_group
 
 log = logging.getLogger(__name__)
 
@@ -26,8 +27,12 @@ class ApiResource:
         return f"{self.group}/{self.version}" if self.group else self.version
 
 
+CRD_PATH = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
+
+
 class Discovery:
-    """Maps (group, kind) to the served resource, preferring each group's preferred version.
+    """Maps (group, kind) to the served resource, preferring each group's preferred version, and
+    knows every version served (a manifest's own apiVersion is read when the server serves it).
 
     Also a `kinds.ScopeResolver` for the diff stage: unknown kinds fall back to the built-in table.
     """
@@ -36,6 +41,8 @@ class Discovery:
         self._client = client
         self._lock = threading.Lock()
         self._by_kind: dict[tuple[str, str], ApiResource] = {}
+        self._versions: dict[tuple[str, str, str], ApiResource] = {}
+        self._crds: dict[tuple[str, str], dict[str, Any] | None] = {}
         self._loaded = False
         self._fallback = BuiltinScopes()
         self.errors: list[str] = []
@@ -43,6 +50,7 @@ class Discovery:
     def refresh(self) -> None:
         """Read /api and /apis again (CRDs come and go). A group that fails is skipped and noted."""
         found: dict[tuple[str, str], ApiResource] = {}
+        versions: dict[tuple[str, str, str], ApiResource] = {}
         errors: list[str] = []
         group_versions: list[tuple[str, str]] = [("", "v1")]
         groups = self._client.get("/apis")
@@ -61,10 +69,7 @@ class Discovery:
                 name = str(res.get("name", ""))
                 if "/" in name or not res.get("kind"):
                     continue  # subresources
-                key = (group_name, str(res["kind"]))
-                if key in found:
-                    continue  # an earlier (preferred) version already serves this kind
-                found[key] = ApiResource(
+                resource = ApiResource(
                     group=group_name,
                     version=version,
                     plural=name,
@@ -72,18 +77,47 @@ class Discovery:
                     namespaced=bool(res.get("namespaced")),
                     verbs=frozenset(res.get("verbs") or ()),
                 )
+                versions.setdefault((group_name, resource.kind, version), resource)
+                # an earlier (preferred) version wins for the kind
+                found.setdefault((group_name, resource.kind), resource)
         with self._lock:
             self._by_kind = found
+            self._versions = versions
+            self._crds = {}
             self._loaded = True
             self.errors = errors
         for message in errors:
             log.warning(message)
 
-    def resolve(self, group: str, kind: str) -> ApiResource | None:
+    def resolve(self, group: str, kind: str, version: str | None = None) -> ApiResource | None:
+        """The resource serving the kind in `version` when served, else in the preferred version."""
         if not self._loaded:
             self.refresh()
         with self._lock:
-            return self._by_kind.get((group, kind))
+            served = self._versions.get((group, kind, version)) if version else None
+            return served or self._by_kind.get((group, kind))
+
+    def crd(self, group: str, kind: str) -> dict[str, Any] | None:
+        """The CustomResourceDefinition of a served custom kind (its scope and list keys), or None.
+
+        Read one by one (`<plural>.<group>`) for the kinds a scan compares, never the whole list
+        (clusters with many CRDs hold megabytes of schemas); kept until the next refresh.
+        """
+        resource = self.resolve(group, kind)
+        if resource is None or is_builtin_group(group):
+            return None
+        with self._lock:
+            if (group, kind) in self._crds:
+                return self._crds[(group, kind)]
+        try:
+            body = self._client.get(f"{CRD_PATH}/{resource.plural}.{group}")
+        except ApiError as exc:
+            log.info("cannot read the CRD of %s.%s (its lists compare whole): %s", kind, group, exc)
+            body = None
+        found = body if isinstance(body, dict) else None
+        with self._lock:
+            self._crds[(group, kind)] = found
+        return found
 
     def is_namespaced(self, group: str, kind: str) -> bool:
         found = self.resolve(group, kind)

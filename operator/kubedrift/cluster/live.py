@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,6 +22,8 @@ class LiveRead:
     errors: list[LoadError] = field(default_factory=list)
     unreadable: dict[tuple[str, str, str], str] = field(default_factory=dict)
     """(group, kind, namespace) whose live objects were not read, and why: their desired objects are not compared."""
+    crds: list[dict[str, Any]] = field(default_factory=list)
+    """CustomResourceDefinitions of the custom kinds read (their scope and list keys, for the diff)."""
 
     def readable(self, key: ResourceKey) -> bool:
         return (key.group, key.kind, key.namespace) not in self.unreadable
@@ -63,17 +65,27 @@ class LiveReader:
         self._access = access or ReadAccess(namespace="")
 
     def read(
-        self, keys: Iterable[ResourceKey | KubeObject], context_kinds: Iterable[tuple[str, str]] = ()
+        self,
+        keys: Iterable[ResourceKey | KubeObject],
+        context_kinds: Iterable[tuple[str, str]] = (),
+        api_versions: Mapping[ResourceKey, str] | None = None,
     ) -> LiveRead:
         """List the kinds of `keys` (or of desired objects) in their namespaces.
 
+        Each object is read in its manifest's apiVersion (`api_versions`, or the object's own) when
+        the server serves it, so that the server converts (an HPA applied as autoscaling/v1 is read
+        as v1); otherwise in the preferred version.
         `context_kinds` (group, kind) are listed too in the same namespaces, quietly: objects that
         only inform the comparison (e.g. HorizontalPodAutoscalers), whose absence is no error.
         """
         wanted: dict[tuple[str, str], set[str]] = defaultdict(set)
+        by_version: dict[tuple[str, str], dict[str, set[tuple[str, str]]]] = defaultdict(lambda: defaultdict(set))
         for item in keys:
             key = item.key if isinstance(item, KubeObject) else item
+            api_version = item.api_version if isinstance(item, KubeObject) else (api_versions or {}).get(key, "")
             wanted[(key.group, key.kind)].add(key.namespace)
+            group, _, version = api_version.rpartition("/")
+            by_version[(key.group, key.kind)][version if group == key.group else ""].add((key.namespace, key.name))
         result = LiveRead()
         access = self._access
         namespaces_used = {ns for spaces in wanted.values() for ns in spaces if ns and access.refusal(ns) is None}
@@ -106,17 +118,38 @@ class LiveReader:
             if not resource.namespaced and access.refusal("") is not None:
                 result.not_compared(group, kind, namespaces, _where(group, kind, ""), access.refusal("") or "")
                 continue
-            listed = sorted(namespaces) if resource.namespaced else [""]
-            for ns in listed:
-                path = resource_path(resource.group, resource.version, resource.plural, ns or None)
-                try:
-                    body = self._client.get(path)
-                except ApiError as exc:
-                    targets: Sequence[str] = sorted(namespaces) if not resource.namespaced else [ns]
-                    reason = (f"{access.forbidden(exc.message)} ({exc.status} {exc.reason})" if exc.forbidden
-                              else f"cannot be listed: {exc}")
-                    result.not_compared(group, kind, targets, _where(group, kind, ns), reason)
-                    log.warning("cannot list %s %s: %s", _where(group, kind, ns), access.describe(), exc)
-                    continue
-                result.objects.extend(_objects(resource, body))
+            crd = self._discovery.crd(group, kind)
+            if crd is not None:
+                result.crds.append(crd)
+            # One listing per served version the manifests use; each object from its own version's.
+            versions: dict[str, tuple[ApiResource, set[tuple[str, str]]]] = {}
+            for version, names in by_version[(group, kind)].items():
+                served = self._discovery.resolve(group, kind, version or None) or resource
+                versions.setdefault(served.version, (served, set()))[1].update(
+                    (ns, name) for ns, name in names if ns in namespaces)
+            for served, names in versions.values():
+                objects = self._list(result, served, sorted({ns for ns, _ in names}), namespaces)
+                if len(versions) > 1:
+                    mine = names if served.namespaced else {("", name) for _, name in names}
+                    objects = [o for o in objects if (o.namespace, o.name) in mine]
+                result.objects.extend(objects)
         return result
+
+    def _list(
+        self, result: LiveRead, resource: ApiResource, spaces: Sequence[str], all_spaces: set[str]
+    ) -> list[KubeObject]:
+        group, kind, access = resource.group, resource.kind, self._access
+        found: list[KubeObject] = []
+        for ns in spaces if resource.namespaced else [""]:
+            path = resource_path(resource.group, resource.version, resource.plural, ns or None)
+            try:
+                body = self._client.get(path)
+            except ApiError as exc:
+                targets: Sequence[str] = sorted(all_spaces) if not resource.namespaced else [ns]
+                reason = (f"{access.forbidden(exc.message)} ({exc.status} {exc.reason})" if exc.forbidden
+                          else f"cannot be listed: {exc}")
+                result.not_compared(group, kind, targets, _where(group, kind, ns), reason)
+                log.warning("cannot list %s %s: %s", _where(group, kind, ns), access.describe(), exc)
+                continue
+            found.extend(_objects(resource, body))
+        return found

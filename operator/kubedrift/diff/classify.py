@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from kubedrift.diff.keys import Component
+from kubedrift.diff.keys import Component, ItemKey
 from kubedrift.model import DEFAULT_SEVERITY, Category, Change, ResourceKey, Severity, SeverityOverride
 
 CONTAINER_LISTS = frozenset({"containers", "initContainers", "ephemeralContainers"})
@@ -73,6 +73,9 @@ def categorize(kind: str, path: Sequence[Component], desired: Any, live: Any) ->
     inner = _keys_within(desired) | _keys_within(live)
     if head in RBAC_FIELDS.get(kind, ()) or SECURITY_FIELDS & (set(names) | inner):
         return Category.SECURITY_CHANGE
+    if len(path) >= 2 and isinstance(path[-1], ItemKey) and path[-2] in CONTAINER_LISTS:
+        # A whole container on one side only: it runs an image Git never approved (or lacks one it did).
+        return Category.VERSION_CHANGE
     if SECRET_REFS & (set(names) | inner):
         return Category.SECRET_CHANGE
     if CONFIGMAP_REFS & (set(names) | inner):

@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from typing import Any
 
+from kubedrift.diff.applied import applied_not_declared
+from kubedrift.diff.bookkeeping import is_bookkeeping
 from kubedrift.diff.classify import categorize, default_severity, override_severity, score
+from kubedrift.diff.convert import same_version
+from kubedrift.diff.defaults import is_server_default
 from kubedrift.diff.ignore import apply_rules, controller_noise, is_ignored_object, scale_targets
-from kubedrift.diff.keys import Component, ItemKey, render_path, unkey
-from kubedrift.diff.managed import ManagedEntry, last_writer, owned_leaves, parse_managed_fields, value_at
+from kubedrift.diff.keys import MERGE_KEYS, Component, ItemKey, ListKeys, key_list, render_path, unkey
+from kubedrift.diff.managed import ManagedEntry, Tree, last_writer, owned_leaves, parse_managed_fields, value_at
 from kubedrift.diff.normalize import normalize
 from kubedrift.diff.project import ABSENT, project_object
+from kubedrift.diff.schema import CrdFacts, crd_facts
 from kubedrift.jq_sandbox import JqError
+from kubedrift.kinds import BUILTIN_GROUPS
 from kubedrift.model import (
     Category,
     Change,
@@ -41,10 +47,35 @@ GROUP_ALIASES = {
 MISSING_PATH = ""
 
 
-def identity(obj: KubeObject) -> ResourceKey:
+def identity(obj: KubeObject, cluster_scoped: Collection[tuple[str, str]] = ()) -> ResourceKey:
+    """Group/kind/namespace/name; a kind known to be cluster-scoped has no namespace, whatever Git wrote."""
     key = obj.key
     alias = GROUP_ALIASES.get((key.group, key.kind))
-    return ResourceKey(alias, key.kind, key.namespace, key.name) if alias else key
+    if alias:
+        key = ResourceKey(alias, key.kind, key.namespace, key.name)
+    if key.namespace and (key.group, key.kind) in cluster_scoped:
+        key = ResourceKey(key.group, key.kind, "", key.name)
+    return key
+
+
+def cluster_scoped_kinds(desired: Sequence[KubeObject], live: Sequence[KubeObject], crds: CrdFacts) -> set[
+    tuple[str, str]
+]:
+    """Custom kinds that are cluster-scoped: so says their CRD, or none of their live objects has a namespace.
+
+    The manifest loader knows built-in kinds (and, with a cluster, discovery knows all); this serves
+    custom kinds without a cluster, so that a ClusterIssuer is never looked for in `default`.
+    """
+    namespaced_live: dict[tuple[str, str], bool] = {}
+    for obj in live:
+        group = str(obj.body.get("apiVersion") or "").rpartition("/")[0]
+        if group in BUILTIN_GROUPS:
+            continue
+        gk = (group, obj.kind)
+        namespaced_live[gk] = namespaced_live.get(gk, False) or bool(obj.namespace)
+    found = {gk for gk, namespaced in namespaced_live.items() if not namespaced}
+    found |= crds.cluster_scoped
+    return found - crds.namespaced
 
 
 def _get_in(tree: Any, path: Sequence[Component]) -> Any:
@@ -121,17 +152,37 @@ def _git_applier(entries: Sequence[ManagedEntry], desired: Any) -> ManagedEntry 
     return best
 
 
+def _stale_noise(path: tuple[Component, ...], value: Any) -> bool:
+    """A field Git's applier wrote that is no evidence of a removal from Git: a GitOps tool's own
+    bookkeeping label, or a value the server would put there anyway (a port's protocol TCP)."""
+    if is_bookkeeping(path) or value is None:
+        return True
+    if isinstance(value, (dict, list)) and not value:
+        return True
+    holder = next((c for c in reversed(path[:-1]) if isinstance(c, str)), "")
+    return isinstance(path[-1], str) and is_server_default(holder, path[-1], value)
+
+
 def _out_of_git(
-    desired: Any, live: dict[str, Any], entries: Sequence[ManagedEntry], managers: Sequence[str]
+    desired: Any,
+    live: dict[str, Any],
+    entries: Sequence[ManagedEntry],
+    managers: Sequence[str],
+    list_keys: ListKeys = MERGE_KEYS,
 ) -> dict[tuple[Component, ...], tuple[Any, Any]]:
     """Live fields Git does not declare that a person put there (a hand-editing manager such as
-    kubectl edit/patch/set) or that Git's server-side applier still owns after Git dropped them."""
+    kubectl edit/patch/set, or a person's `kubectl apply --server-side`), or that Git's
+    server-side applier still owns after Git dropped them."""
     applier = _git_applier(entries, desired)
-    found: dict[tuple[Component, ...], tuple[Any, Any]] = {}
+    evidence: list[tuple[Tree, bool]] = []  # (field set, whether it is what Git applied)
     for entry in entries:
-        if entry is not applier and (entry.manager not in managers or entry.subresource == "status"):
-            continue
-        for owned in owned_leaves(entry.tree):
+        if entry is applier:
+            evidence.append((entry.tree, True))
+        elif entry.manager in managers and entry.subresource != "status":
+            evidence.append((entry.tree, False))
+    found: dict[tuple[Component, ...], tuple[Any, Any]] = {}
+    for tree, applied_by_git in evidence:
+        for owned in owned_leaves(tree):
             # a member of a set-like list (`v:` key) is reported as the whole list
             owned = tuple(itertools.takewhile(lambda c: not isinstance(c, tuple), owned))
             node = desired
@@ -144,10 +195,30 @@ def _out_of_git(
                     item_at = next((j for j in range(i, len(owned)) if isinstance(owned[j], ItemKey)), None)
                     path = tuple(owned if item_at is None else owned[: item_at + 1])
                     value = value_at(live, path)
-                    if value is not None and path not in found:
-                        found[path] = (ABSENT, value)
+                    if value is None or path in found or (applied_by_git and _stale_noise(path, value)):
+                        break
+                    found[path] = (ABSENT, value)
                 break  # a plain list or a scalar: declared as a whole, compared already
+            else:
+                for path, value in _undeclared_items(owned, node, live, list_keys):
+                    found.setdefault(path, (ABSENT, value))
     return found
+
+
+def _undeclared_items(
+    owned: tuple[Component, ...], declared: Any, live: dict[str, Any], list_keys: ListKeys
+) -> Iterator[tuple[tuple[Component, ...], Any]]:
+    """Items of a keyed list owned as a whole (an atomic list, e.g. HPA `metrics`) that Git lacks:
+    whoever owns the list put them there, Git's applier before Git dropped them or a person."""
+    if not owned or not isinstance(owned[-1], str) or not isinstance(declared, dict):
+        return
+    if not declared or not all(isinstance(k, ItemKey) for k in declared):
+        return
+    live_list = value_at(live, owned)
+    keyed = key_list(owned[-1], live_list, list_keys) if isinstance(live_list, list) else None
+    for item_key, item in (keyed or {}).items():
+        if item_key not in declared:
+            yield (*owned, item_key), item
 
 
 def _missing(desired: KubeObject, ref: ResourceRef, key: ResourceKey, settings: DiffSettings) -> ResourceDrift:
@@ -183,21 +254,35 @@ def compare_object(
     *,
     autoscaled: bool = False,
     key: ResourceKey | None = None,
+    crds: CrdFacts | None = None,
 ) -> ResourceDrift | None:
-    """The drift of one object, or None when live matches what Git declares."""
+    """The drift of one object, or None when live matches what Git declares.
+
+    `crds` tells the list keys of custom kinds (x-kubernetes-list-map-keys).
+    """
     key = key or identity(desired)
     ref = ResourceRef(desired.api_version, key.kind, key.namespace, key.name)
     if live is None:
         return _missing(desired, ref, key, settings)
 
-    entries = parse_managed_fields(live.body)
-    d_norm, l_norm = normalize(desired.body), normalize(live.body)
+    d_body, l_body = desired.body, live.body
+    if d_body.get("apiVersion") != l_body.get("apiVersion"):
+        d_body, l_body = same_version(d_body, l_body)
+    entries = parse_managed_fields(l_body)
+    d_norm, l_norm = normalize(d_body), normalize(l_body)
     d_norm, l_norm = controller_noise(key, d_norm, l_norm, entries, settings.hand_edit_managers, autoscaled)
     d_norm, l_norm = apply_rules(d_norm, l_norm, key, settings.ignore_rules, entries)
-    p_desired, p_live = project_object(key.kind, d_norm, l_norm)
+    projector = (crds or CrdFacts()).projector(key.group, key.kind)
+    list_keys = projector.list_keys
+    p_desired, p_live = project_object(key.kind, d_norm, l_norm, projector)
 
     found = _differences(p_desired, p_live) if p_desired != p_live else {}
-    hand_added = _out_of_git(p_desired, l_norm, entries, settings.hand_edit_managers)
+    hand_added = _out_of_git(p_desired, l_norm, entries, settings.hand_edit_managers, list_keys)
+    # Removed from Git under client-side apply: still in the last-applied-configuration, still live.
+    for path in applied_not_declared(l_body, d_norm, list_keys):
+        value = value_at(l_norm, path)
+        if not _stale_noise(path, value):
+            hand_added.setdefault(path, (ABSENT, value))
     for path, values in hand_added.items():
         found.setdefault(path, values)
     if not found:
@@ -222,7 +307,10 @@ def compare_object(
     changes.sort(key=lambda c: c.path)
     severity = max((c.severity for c in changes), default=Severity.LOW)
     view = DriftView(unkey(p_desired), unkey(_with_values(p_live, hand_added)))
-    return ResourceDrift(ref, key, DriftState.DRIFTED, severity, score(changes), changes, view)
+    drift = ResourceDrift(ref, key, DriftState.DRIFTED, severity, score(changes), changes, view)
+    # Drift age counts from the earliest attributed change (RFC 3339 UTC stamps sort as text).
+    drift.since = min((c.changed_at for c in changes if c.changed_at), default=None)
+    return drift
 
 
 def _selected(key: ResourceKey, settings: DiffSettings) -> bool:
@@ -235,18 +323,24 @@ def compare_objects(
     desired: Sequence[KubeObject],
     live: Sequence[KubeObject],
     settings: DiffSettings,
+    crds: Iterable[dict[str, Any]] = (),
 ) -> ScanResult:
     """Compare every desired object with its live twin (matched by group/kind/namespace/name).
 
     Inputs are never mutated (callers may share them between scans). Live objects Git does not
     declare are ignored. Desired objects carry their namespace already
-    (source/ fills in the default). Drifts come sorted by severity (highest first), then resource id.
+    (source/ fills in the default); a custom kind found cluster-scoped (by its CRD, or by live
+    objects without namespace) drops it. CustomResourceDefinitions among the objects and in `crds`
+    (the cluster's) tell custom kinds' scope and list keys.
+    Drifts come sorted by severity (highest first), then resource id.
     """
-    live_by_key = {identity(obj): obj for obj in live}
+    facts = crd_facts(itertools.chain(crds, (o.body for o in desired), (o.body for o in live)))
+    cluster_scoped = cluster_scoped_kinds(desired, live, facts)
+    live_by_key = {identity(obj, cluster_scoped): obj for obj in live}
     autoscaled = scale_targets([o.body for o in live] + [o.body for o in desired])
     result = ScanResult(resources=0)
     for obj in desired:
-        key = identity(obj)
+        key = identity(obj, cluster_scoped)
         twin = live_by_key.get(key)
         if not _selected(key, settings) or is_ignored_object(obj.body):
             continue
@@ -254,7 +348,8 @@ def compare_objects(
             continue
         result.resources += 1
         try:
-            drift = compare_object(obj, twin, settings, autoscaled=(key.namespace, key.kind, key.name) in autoscaled)
+            drift = compare_object(obj, twin, settings, autoscaled=(key.namespace, key.kind, key.name) in autoscaled,
+                                   key=key, crds=facts)
         except JqError as exc:  # an ignore rule's expression overran its limits: say which
             result.errors.append(LoadError(obj.source or key.id, f"{key.id}: cannot compare: {exc}"))
             continue

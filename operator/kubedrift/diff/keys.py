@@ -9,7 +9,7 @@ lines up with the `k:{...}` keys of managedFields.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -98,9 +98,28 @@ MERGE_KEYS: dict[str, Callable[[Any], ItemKey | None]] = {
 }
 
 
-def key_list(field: str, items: Sequence[Any]) -> dict[ItemKey, Any] | None:
+def by_all_fields(fields: Sequence[str]) -> Callable[[Any], ItemKey | None]:
+    """Key by every one of `fields` (a CRD's x-kubernetes-list-map-keys); an item lacking one has no key."""
+    names = tuple(fields)
+
+    def key(item: Any) -> ItemKey | None:
+        if not isinstance(item, dict):
+            return None
+        values = {f: item.get(f, KEY_DEFAULTS.get(f)) for f in names}
+        if any(v is None or isinstance(v, (dict, list)) for v in values.values()):
+            return None
+        return ItemKey.of(values)
+
+    return key
+
+
+ListKeys = Mapping[str, Callable[[Any], ItemKey | None]]
+"""Merge keys by the name of the field holding the list (MERGE_KEYS, or a custom resource's own)."""
+
+
+def key_list(field: str, items: Sequence[Any], keys: ListKeys = MERGE_KEYS) -> dict[ItemKey, Any] | None:
     """The list as {ItemKey: item}, or None when it has no merge key (compare it whole)."""
-    key_of = MERGE_KEYS.get(field)
+    key_of = keys.get(field)
     if key_of is None:
         return None
     keyed: dict[ItemKey, Any] = {}

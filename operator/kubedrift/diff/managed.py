@@ -7,6 +7,7 @@ is a leaf the manager owns; "." inside a node means the manager owns the node it
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -24,7 +25,12 @@ class ManagedEntry:
     operation: str
     time: str | None
     subresource: str | None
-    tree: Tree
+    fields: Any
+    """The raw `fieldsV1`; converted to `tree` on first use (most entries of a clean object never are)."""
+
+    @functools.cached_property
+    def tree(self) -> Tree:
+        return _convert(self.fields)
 
 
 def _convert_key(raw: str) -> Any:
@@ -68,7 +74,7 @@ def parse_managed_fields(body: dict[str, Any]) -> list[ManagedEntry]:
                 operation=str(raw.get("operation") or ""),
                 time=raw.get("time") if isinstance(raw.get("time"), str) else None,
                 subresource=raw.get("subresource") if isinstance(raw.get("subresource"), str) else None,
-                tree=_convert(raw.get("fieldsV1")),
+                fields=raw.get("fieldsV1"),
             )
         )
     return entries

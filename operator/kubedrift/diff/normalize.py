@@ -25,6 +25,9 @@ SERVER_METADATA = frozenset(
         "deletionGracePeriodSeconds",
     }
 )
+COMPARED_ELSEWHERE = SERVER_METADATA | {"namespace"}
+"""Server metadata, and the namespace: the identity has matched it already (and a cluster-scoped
+kind's namespace written in Git is ignored, as the server ignores it)."""
 SERVER_ANNOTATIONS = frozenset(
     {
         "kubectl.kubernetes.io/last-applied-configuration",
@@ -88,7 +91,7 @@ def normalize(body: dict[str, Any]) -> dict[str, Any]:
     out = {k: v for k, v in body.items() if k not in TOP_LEVEL_DROPPED}
     meta = body.get("metadata")
     if isinstance(meta, dict):
-        clean_meta = {k: v for k, v in meta.items() if k not in SERVER_METADATA}
+        clean_meta = {k: v for k, v in meta.items() if k not in COMPARED_ELSEWHERE}
         annotations = meta.get("annotations")
         if isinstance(annotations, dict):
             kept = {k: v for k, v in annotations.items() if k not in SERVER_ANNOTATIONS}

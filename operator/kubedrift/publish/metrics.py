@@ -145,6 +145,9 @@ class DriftMetrics:
                 if old is None:
                     self.detected.inc()
                     started = min(seeds.pop(drift.id, now), now)
+                    since = drift.since_time()
+                    if since is not None:  # age counts from the earliest attributed change
+                        started = min(started, since.timestamp())
                 else:
                     started = old.started
                 series = _Series(drift.resource.kind, drift.resource.namespace, drift.resource.name,

@@ -216,6 +216,9 @@ class ReportPublisher:
         status = (current or {}).get("status") or {}
         active = current is not None and status.get("state") == ACTIVE
         first_seen = str((current or {}).get("spec", {}).get("firstSeen") or stamp) if active else stamp
+        since = drift.since_time()
+        if since is not None:  # drift age counts from the earliest attributed change (SPEC §2)
+            first_seen = min(first_seen, format_time(since))
         spec = report_spec(policy, drift, revision, first_seen)
         if current is None:
             body = {

@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-from kubedrift.model import JSON
+from kubedrift.model import JSON, DecimalFloat
 from kubedrift.source.bounds import (
     MAX_FILE_BYTES,
     LimitExceeded,
@@ -39,6 +39,22 @@ def _timestamp_as_text(loader: _Loader, node: yaml.Node) -> str:
 
 
 _Loader.add_constructor("tag:yaml.org,2002:timestamp", _timestamp_as_text)
+
+_DECIMAL_TEXT = re.compile(r"[-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?")
+
+
+def _float_keeping_text(loader: _Loader, node: yaml.Node) -> float:
+    """`0.1` as a float that remembers its text: quantities are read from the text (model.DecimalFloat)."""
+    assert isinstance(node, yaml.ScalarNode)
+    text = str(loader.construct_scalar(node)).replace("_", "")
+    if _DECIMAL_TEXT.fullmatch(text):
+        return DecimalFloat(text)
+    return float(loader.construct_yaml_float(node))  # .inf, .nan, sexagesimal
+
+
+_Loader.add_constructor("tag:yaml.org,2002:float", _float_keeping_text)
+for _dumper in (yaml.SafeDumper, yaml.CSafeDumper):
+    _dumper.add_representer(DecimalFloat, _dumper.represent_float)
 
 
 # ----- limits (source/bounds.py): only JSON-shaped values, every failure with a position -----
@@ -153,7 +169,7 @@ def parse_yaml(text: str) -> list[JSON]:
 
 def parse_json(text: str) -> JSON:
     try:
-        value = json.loads(text)
+        value = json.loads(text, parse_float=DecimalFloat)
         check_json_depth(value, text)
         return value
     except LimitExceeded as exc:
