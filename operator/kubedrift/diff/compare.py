@@ -224,7 +224,7 @@ def _undeclared_items(
 def _missing(desired: KubeObject, ref: ResourceRef, key: ResourceKey, settings: DiffSettings) -> ResourceDrift:
     change = Change(MISSING_PATH, "present", "absent", Category.MISSING, default_severity(Category.MISSING, 0, 0))
     change.severity = override_severity(change, key, settings.severity_overrides)
-    view = DriftView(normalize(desired.body), None)
+    view = DriftView(unkey(normalize(desired.body)), None)
     return ResourceDrift(ref, key, DriftState.MISSING, change.severity, score([change], missing=True), [change], view)
 
 

@@ -13,6 +13,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from kubedrift.model import DecimalFloat
+
 KEY_DEFAULTS: dict[str, Any] = {"protocol": "TCP"}
 """Server defaults of key fields: a port written without protocol is the TCP port."""
 
@@ -151,11 +153,13 @@ def render_path(components: Sequence[Component]) -> str:
 
 
 def unkey(value: Any) -> Any:
-    """Turn keyed dicts back into lists, for display."""
+    """Turn keyed dicts back into lists, and decimal-text floats into plain floats, for display."""
     if isinstance(value, dict):
         if value and all(isinstance(k, ItemKey) for k in value):
             return [unkey(v) for v in value.values()]
         return {k: unkey(v) for k, v in value.items()}
     if isinstance(value, list):
         return [unkey(v) for v in value]
+    if type(value) is DecimalFloat:  # only the diff needs its text; reports, YAML and BSON get a float
+        return float(value)
     return value
