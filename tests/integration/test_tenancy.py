@@ -18,7 +18,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -423,7 +423,8 @@ def test_restart_trusts_only_reports_owned_by_the_policy_and_lockdown_impersonat
     harness.start_operator(KUBEDRIFT_DEFAULT_SERVICE_ACCOUNT="kubedrift-reader")
     wait_for(lambda: _first_seen(harness, ns), "the first-seen metric after the restart")
     assert _first_seen(harness, ns) == [first_seen]
-    assert first_seen > datetime(2026, 1, 1, tzinfo=UTC).timestamp()
+    # The genuine age (from the captured object's managedFields, 2022), not the forged 2020 one.
+    assert first_seen > datetime.fromisoformat(forged_at.replace("Z", "+00:00")).timestamp()
 
     # team-a's policy names no account: now it reads as team-a's kubedrift-reader, which RBAC grants
     # nothing, not even the git credentials Secret of its own namespace.

@@ -157,3 +157,13 @@ def test_writer_drops_a_permanently_failing_item_and_goes_on() -> None:
         assert applied == ["a", "b"] and writer.dropped == 1
     finally:
         writer.stop()
+
+
+def test_first_seen_counts_from_the_earliest_attributed_change() -> None:
+    # SPEC §2 Attribution: a change managedFields date before the first scan is not new.
+    db: dict[str, dict[str, Any]] = {}
+    edited = drift("Deployment", "shop", "web")
+    edited.since = "2025-12-24T08:00:00Z"
+    run(db, scan(edited, drift("Deployment", "shop", "api")), T0)
+    assert db["Deployment:shop:web"]["firstSeen"] == datetime(2025, 12, 24, 8, 0, tzinfo=UTC)
+    assert db["Deployment:shop:api"]["firstSeen"] == bson_time(T0)

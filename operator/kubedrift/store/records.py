@@ -80,6 +80,8 @@ class DriftSnapshot:
     changes: list[dict[str, JSON]]
     desired_hash: str
     live_hash: str
+    since: datetime | None = None
+    """Earliest attributed change (ResourceDrift.since): a new record's firstSeen counts from it."""
 
     @classmethod
     def of(cls, drift: ResourceDrift) -> DriftSnapshot:
@@ -94,6 +96,7 @@ class DriftSnapshot:
             changes=bounded_changes(changes),  # the hashes below still see every full value
             desired_hash=digest([[c["path"], c["desired"]] for c in changes] + [drift.state.value]),
             live_hash=digest([[c["path"], c["live"]] for c in changes]),
+            since=drift.since_time(),
         )
 
 
@@ -192,6 +195,8 @@ def plan_scan(
                 "namespace": snap.resource.get("namespace", "")}
         if record is None:
             first_seen = min(seeds.get(snap.resource_id, job.at), job.at)
+            if snap.since is not None:
+                first_seen = min(first_seen, bson_time(snap.since))
             doc = {
                 "policy": job.policy, "resourceId": snap.resource_id, "state": RecordState.ACTIVE.value,
                 "firstSeen": first_seen, "resolvedAt": None, "resolution": None, "occurrences": 1,
