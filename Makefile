@@ -4,7 +4,14 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install system-deps demo test unit integration lint bench clean
+.PHONY: install system-deps image-deps image release-manifests image-constraints demo test unit integration lint bench clean
+
+APT     := DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600
+VERSION := $(shell sed -n 's/^__version__ = "\(.*\)"/\1/p' operator/kubedrift/__init__.py)
+# The image reference deploy/deployment.yaml runs; `make image IMAGE=registry.example/kubedrift:dev` for your own.
+IMAGE   ?= ghcr.io/kubedrift/kubedrift:$(VERSION)
+IMAGE_INPUTS := Dockerfile .dockerignore README.md pyproject.toml $(wildcard image/*) \
+                $(shell find operator/kubedrift -name '*.py' -o -name 'py.typed' -o -name '*.yaml' -o -name '*.json')
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,11 +28,26 @@ system-deps:
 	@command -v openssl >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssl)
 	@command -v promtool >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus)
 
+# buildah and mmdebstrap (Debian) build the image offline; see image/build-offline.sh.
+image-deps:
+	@command -v buildah >/dev/null && command -v mmdebstrap >/dev/null || \
+	  ($(APT) update -qq && $(APT) install -y -qq --no-install-recommends buildah mmdebstrap)
+
+# The container image as an OCI archive (SPEC §3 Image), built from Dockerfile without a registry.
+image: dist/kubedrift-image.tar
+
+dist/kubedrift-image.tar: $(IMAGE_INPUTS) | $(STAMP) image-deps
+	image/build-offline.sh $(IMAGE) $@
+
+# Pins of what the image installs, resolved afresh from pyproject.toml's dependencies.
+image-constraints: $(STAMP)
+	$(BIN)/python image/pin.py > image/constraints.txt
+
 demo: $(STAMP)
 	$(BIN)/kubedrift scan --manifests examples/gitops/overlays/production --live examples/live/cluster-snapshot.yaml --namespace shop --output table; \
 	  rc=$$?; if [ $$rc -eq 1 ]; then exit 1; fi; echo "(kubedrift exit code $$rc: 0 = no drift, 2 = drift found)"
 
-test: install
+test: install image
 	$(BIN)/pytest -q -p no:cacheprovider tests
 
 unit: $(STAMP)

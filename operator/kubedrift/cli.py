@@ -19,7 +19,7 @@ from typing import IO, TYPE_CHECKING, NoReturn
 import yaml
 from rich.console import Console
 
-from kubedrift import __version__, digest
+from kubedrift import digest
 from kubedrift.diff import compare_objects
 from kubedrift.kinds import BuiltinScopes
 from kubedrift.model import DiffSettings, KubeObject, LoadError, ScanResult
@@ -255,6 +255,13 @@ def _dump(result: ScanResult, output: str, stream: IO[str]) -> None:
     stream.flush()
 
 
+def _print_version(_args: argparse.Namespace) -> int:
+    from kubedrift.version import version_line
+
+    print(version_line())
+    return EXIT_CLEAN
+
+
 def build_parser(include_run: bool = True, prog: str = "kubedrift") -> argparse.ArgumentParser:
     parser = _Parser(prog=prog, description="Find drift between Git manifests and a cluster.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -301,7 +308,7 @@ def build_parser(include_run: bool = True, prog: str = "kubedrift") -> argparse.
         run_cmd.set_defaults(func=runner.main)
 
     version_cmd = commands.add_parser("version", help="print the version")
-    version_cmd.set_defaults(func=lambda _args: print(f"kubedrift {__version__}") or 0)
+    version_cmd.set_defaults(func=_print_version)
     return parser
 
 
