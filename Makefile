@@ -36,8 +36,14 @@ image-deps:
 # The container image as an OCI archive (SPEC §3 Image), built from Dockerfile without a registry.
 image: dist/kubedrift-image.tar
 
-dist/kubedrift-image.tar: $(IMAGE_INPUTS) | $(STAMP) image-deps
+dist/kubedrift-image.tar: $(IMAGE_INPUTS) build/image/revision | $(STAMP) image-deps
 	image/build-offline.sh $(IMAGE) $@
+
+# Changes with HEAD, so a new commit rebuilds the image (its revision label and `kubedrift version`).
+build/image/revision: FORCE
+	@mkdir -p $(@D); rev=$$(git rev-parse HEAD 2>/dev/null || echo unknown); \
+	  [ "$$(cat $@ 2>/dev/null)" = "$$rev" ] || echo "$$rev" > $@
+FORCE:
 
 # Pins of what the image installs, resolved afresh from pyproject.toml's dependencies.
 image-constraints: $(STAMP)

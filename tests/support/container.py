@@ -116,6 +116,40 @@ def unpack(archive_path: Path, root: Path) -> ImageConfig:
     return config
 
 
+def resolve_in(root: Path, target: str) -> Path:
+    """`target` as seen inside `root`: symlinks (absolute ones too) resolve within root, never outside it."""
+    resolved = root
+    parts = [p for p in Path(target).parts if p not in ("/", "")]
+    hops = 0
+    while parts:
+        part = parts.pop(0)
+        if part == "..":
+            resolved = resolved.parent if resolved != root else root
+            continue
+        candidate = resolved / part
+        if candidate.is_symlink():
+            hops += 1
+            assert hops < 40, f"symlink loop resolving {target} in {root}"
+            link = os.readlink(candidate)
+            parts = [p for p in Path(link).parts if p not in ("/", "")] + parts
+            if link.startswith("/"):
+                resolved = root
+            continue
+        resolved = candidate
+    return resolved
+
+
+def _mount_point(root: Path, target: str, *, directory: bool) -> Path:
+    """Create the mount point for `target` inside root (as a runtime does) and return its host path."""
+    path = resolve_in(root, target)
+    if directory:
+        path.mkdir(parents=True, exist_ok=True)
+    else:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch(exist_ok=True)
+    return path
+
+
 @dataclass
 class Container:
     """An unpacked image ready to run processes; see the module docstring."""
@@ -147,20 +181,23 @@ class Container:
             uid_gid = f"{uid_gid}:{uid_gid}"
         environment = {**self.config.env, **(env or {})}
         root = shlex.quote(str(self.root))
-        lines = ["set -e", "mount --make-rprivate /", f"mount --bind {root} {root}",
-                 f"mount -t proc proc {root}/proc", f"mount --rbind /dev {root}/dev"]
-        for name in ("hosts", "resolv.conf"):
-            if Path("/etc", name).exists():
-                lines += [f"touch {root}/etc/{name}", f"mount --bind -o ro /etc/{name} {root}/etc/{name}"]
+        lines = ["set -e", "mount --make-rprivate /", f"mount --bind {root} {root}"]
+        for target, source, directory in [("/proc", None, True), ("/dev", Path("/dev"), True),
+                                          *[(f"/etc/{name}", Path("/etc", name), False)
+                                            for name in ("hosts", "resolv.conf") if Path("/etc", name).exists()]]:
+            point = shlex.quote(str(_mount_point(self.root, target, directory=directory)))
+            if source is None:
+                lines.append(f"mount -t proc proc {point}")
+            elif directory:
+                lines.append(f"mount --rbind {source} {point}")
+            else:
+                lines.append(f"mount --bind -o ro {source} {point}")
         for target in tmpfs:  # emptyDir: writable by anyone, like the kubelet makes them
-            lines += [f"mkdir -p {root}{shlex.quote(target)}",
-                      f"mount -t tmpfs -o mode=1777,size=256m tmpfs {root}{shlex.quote(target)}"]
+            point = shlex.quote(str(_mount_point(self.root, target, directory=True)))
+            lines.append(f"mount -t tmpfs -o mode=1777,size=256m tmpfs {point}")
         for target, source in (binds or {}).items():
-            kind = "-d" if source.is_dir() else "-f"
-            make = f"mkdir -p {root}{shlex.quote(target)}" if kind == "-d" else (
-                f"mkdir -p {root}{shlex.quote(str(Path(target).parent))} && touch {root}{shlex.quote(target)}")
-            lines += [make, f"mount --bind {shlex.quote(str(source))} {root}{shlex.quote(target)}",
-                      f"mount -o remount,bind,ro {root}{shlex.quote(target)}"]
+            point = shlex.quote(str(_mount_point(self.root, target, directory=source.is_dir())))
+            lines += [f"mount --bind {shlex.quote(str(source))} {point}", f"mount -o remount,bind,ro {point}"]
         lines.append(f"mount -o remount,bind,ro {root}")
         env_args = " ".join(shlex.quote(f"{k}={v}") for k, v in environment.items())
         lines.append(
