@@ -45,6 +45,12 @@ build/image/revision: FORCE
 	  [ "$$(cat $@ 2>/dev/null)" = "$$rev" ] || echo "$$rev" > $@
 FORCE:
 
+# One manifest for `kubectl apply -f`: CRDs + deploy/ in apply order, the image set to $(IMAGE).
+release-manifests: $(STAMP)
+	@mkdir -p dist
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python deploy/render_install.py --image $(IMAGE) > dist/install.yaml.tmp
+	mv dist/install.yaml.tmp dist/install.yaml
+
 # Pins of what the image installs, resolved afresh from pyproject.toml's dependencies.
 image-constraints: $(STAMP)
 	$(BIN)/python image/pin.py > image/constraints.txt
@@ -53,7 +59,7 @@ demo: $(STAMP)
 	$(BIN)/kubedrift scan --manifests examples/gitops/overlays/production --live examples/live/cluster-snapshot.yaml --namespace shop --output table; \
 	  rc=$$?; if [ $$rc -eq 1 ]; then exit 1; fi; echo "(kubedrift exit code $$rc: 0 = no drift, 2 = drift found)"
 
-test: install image
+test: install image release-manifests
 	$(BIN)/pytest -q -p no:cacheprovider tests
 
 unit: $(STAMP)
