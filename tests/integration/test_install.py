@@ -50,7 +50,8 @@ def test_install_holds_everything_in_apply_order(install: list[dict[str, Any]]) 
     assert ids[3] == "Namespace::kubedrift"
     for needed in ("ServiceAccount:kubedrift:kubedrift", "ConfigMap:kubedrift:kubedrift-peering",
                    "ClusterRole::kubedrift-operator", "ClusterRole::kubedrift-reader",
-                   "ClusterRoleBinding::kubedrift-operator", "Deployment:kubedrift:kubedrift", "Service:kubedrift:kubedrift"):
+                   "ClusterRoleBinding::kubedrift-operator", "Deployment:kubedrift:kubedrift",
+                   "Service:kubedrift:kubedrift"):
         assert needed in ids
     # Whatever refers to an object comes after it.
     assert ids.index("ServiceAccount:kubedrift:kubedrift") < ids.index("Deployment:kubedrift:kubedrift")
