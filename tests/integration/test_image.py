@@ -28,6 +28,7 @@ from tests.support.container import Container, stop
 from tests.support.corpus import load_one
 from tests.support.emulator import EmulatorServer
 from tests.support.git_http import serve_git_http
+from tests.support.installing_emulator import installing_server, kubectl
 from tests.support.operator_process import wait_for
 from tests.support.tls_proxy import make_certificates, tls_proxy
 
@@ -172,35 +173,75 @@ def _pod_env(spec: dict[str, Any], pod_name: str, namespace: str) -> dict[str, s
     return env
 
 
+class Pod:
+    """Runs the containers of a pod template from the emulated cluster as the kubelet would."""
+
+    def __init__(self, image: Container, template: dict[str, Any], namespace: str, cluster: EmulatorServer,
+                 account: Path, workdir: Path) -> None:
+        self.image = image
+        self.spec = template["spec"]
+        self.namespace = namespace
+        self.name = "kubedrift-7d9f8c-x2x4z"
+        self.account = account
+        self.volumes = {v["name"]: v for v in self.spec.get("volumes", [])}
+        self.config_dirs: dict[str, Path] = {}
+        for name, volume in self.volumes.items():
+            if "configMap" in volume:  # the kubelet writes each key as a file
+                configmap = cluster.get("v1", "ConfigMap", namespace, volume["configMap"]["name"])
+                assert configmap is not None, f"volume {name}: ConfigMap {volume['configMap']['name']} missing"
+                directory = workdir / f"configmap-{name}"
+                directory.mkdir()
+                for key, value in configmap["data"].items():
+                    (directory / key).write_text(value)
+                self.config_dirs[name] = directory
+
+    def options(self, container: dict[str, Any], extra_env: dict[str, str]) -> dict[str, Any]:
+        security = {**self.spec.get("securityContext", {}), **container.get("securityContext", {})}
+        assert security["readOnlyRootFilesystem"] is True and security["runAsNonRoot"] is True
+        assert security["allowPrivilegeEscalation"] is False and security["capabilities"] == {"drop": ["ALL"]}
+        tmpfs, binds = [], {SA_DIR: self.account}
+        for mount in container.get("volumeMounts", []):
+            volume = self.volumes[mount["name"]]
+            if "emptyDir" in volume:
+                tmpfs.append(mount["mountPath"])
+            else:
+                binds[mount["mountPath"]] = self.config_dirs[mount["name"]]
+        user = security["runAsUser"]
+        return {"command": container.get("command"), "env": {**_pod_env(container, self.name, self.namespace),
+                                                               **extra_env, "HOSTNAME": self.name},
+                "user": f"{user}:{security.get('runAsGroup', user)}", "tmpfs": tmpfs, "binds": binds}
+
+
 @pytest.fixture
 def cluster() -> Iterator[EmulatorServer]:
-    server = EmulatorServer().start()
+    server = installing_server()
     try:
         yield server
     finally:
         server.stop()
 
 
-def test_operator_runs_from_the_image_like_the_deployment(container: Container, cluster: EmulatorServer,
-                                                          tmp_path: Path) -> None:
-    deployment = _deployment()
+def test_install_then_operator_from_the_image(container: Container, cluster: EmulatorServer,
+                                              tmp_path: Path) -> None:
+    """README "Run it on a cluster": kubectl apply -f dist/install.yaml, then the pod as the kubelet runs it."""
+    done = subprocess.run(["make", "--no-print-directory", "release-manifests"], cwd=REPO, capture_output=True,
+                          text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    kubeconfig = cluster.write_kubeconfig(tmp_path / "kubeconfig")
+    applied = kubectl(kubeconfig, "apply", "-f", str(REPO / "dist" / "install.yaml"))
+    assert applied.returncode == 0, applied.stderr
+    deployment = cluster.get("apps/v1", "Deployment", "kubedrift", "kubedrift")
+    assert deployment is not None
     namespace = deployment["metadata"]["namespace"]
-    pod = deployment["spec"]["template"]["spec"]
-    (spec,) = pod["containers"]
 
-    for crd in [*sorted((REPO / "crds").glob("*.yaml")), REPO / "deploy" / "peering.yaml"]:
-        cluster.register_crd_file(crd)
-    for doc in yaml.safe_load_all((REPO / "deploy" / "peering.yaml").read_text()):
-        if doc and doc["kind"] != "CustomResourceDefinition":
-            cluster.seed(doc)
-    for ns in (namespace, "shop"):
-        cluster.seed({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
+    # Something to compare: a live Deployment and a Git repo whose version of it moved on.
+    cluster.seed({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "shop"}})
     live = load_one(DEPLOY_LIVE)
     live["metadata"]["namespace"] = "shop"
     cluster.seed(live)
     desired = load_one(DEPLOY_GIT)
     desired["metadata"]["namespace"] = "shop"
-    desired["spec"]["template"]["spec"]["containers"][0]["image"] = "nginx:1.27.0"  # Git moved on; live did not
+    desired["spec"]["template"]["spec"]["containers"][0]["image"] = "nginx:1.27.0"
 
     # The service-account volume a pod gets, and HTTPS in front of the API.
     certs = make_certificates(tmp_path / "pki")
@@ -209,30 +250,30 @@ def test_operator_runs_from_the_image_like_the_deployment(container: Container, 
     (account / "token").write_text(SA_TOKEN)
     (account / "ca.crt").write_bytes(certs.ca.read_bytes())
     (account / "namespace").write_text(namespace)
+    pod = Pod(container, deployment["spec"]["template"], namespace, cluster, account, tmp_path)
+    (operator,) = pod.spec["containers"]
 
     # The probes and the server must agree on the port; it is remapped to a free one on this shared host.
-    (port_spec,) = [p for p in spec["ports"] if p["name"] == spec["readinessProbe"]["httpGet"]["port"]]
-    pod_name = "kubedrift-7d9f8c-x2x4z"
-    env = _pod_env(spec, pod_name, namespace)
-    assert env["KUBEDRIFT_HTTP_PORT"] == str(port_spec["containerPort"])
+    (port_spec,) = [p for p in operator["ports"] if p["name"] == operator["readinessProbe"]["httpGet"]["port"]]
+    assert _pod_env(operator, pod.name, namespace)["KUBEDRIFT_HTTP_PORT"] == str(port_spec["containerPort"])
     http_port = _free_port()
-    env["KUBEDRIFT_HTTP_PORT"] = str(http_port)
     log_path = tmp_path / "operator.log"
     with serve_git_http(tmp_path / "git", username=None, password=None) as git_server, \
             tls_proxy(int(cluster.url.rsplit(":", 1)[1]), certs) as proxy, log_path.open("wb") as log:
         sha = git_server.create_repo("shop", {"apps/deployment.yaml": yaml.safe_dump(desired)})
-        env.update({"KUBERNETES_SERVICE_HOST": "127.0.0.1", "KUBERNETES_SERVICE_PORT": str(proxy.port),
-                    "HOSTNAME": pod_name,
-                    "KUBEDRIFT_ALLOW_INSECURE_HTTP": "1"})  # the test's git server speaks plain HTTP
-        security = {**pod.get("securityContext", {}), **spec.get("securityContext", {})}
-        assert security["readOnlyRootFilesystem"] is True and security["runAsNonRoot"] is True
-        volumes = {v["name"]: v for v in pod["volumes"]}
-        tmpfs = [m["mountPath"] for m in spec["volumeMounts"] if "emptyDir" in volumes[m["name"]]]
-        process = container.start(spec.get("args"), command=spec.get("command"), env=env,
-                                  user=f"{security['runAsUser']}:{security.get('runAsGroup', security['runAsUser'])}",
-                                  tmpfs=tmpfs, binds={SA_DIR: account}, log=log)
+        in_cluster = {"KUBERNETES_SERVICE_HOST": "127.0.0.1", "KUBERNETES_SERVICE_PORT": str(proxy.port)}
+
+        # Init containers first, in order, each to completion.
+        for init in pod.spec.get("initContainers", []):
+            ran = container.run(init.get("args"), **pod.options(init, in_cluster))
+            assert ran.returncode == 0, f"init container {init['name']}: {ran.stdout}{ran.stderr}"
+        assert cluster.get("kopf.dev/v1", "ClusterKopfPeering", None, "kubedrift"), "no peering object"
+
+        extra = {**in_cluster, "KUBEDRIFT_HTTP_PORT": str(http_port),
+                 "KUBEDRIFT_ALLOW_INSECURE_HTTP": "1"}  # the test's git server speaks plain HTTP
+        process = container.start(operator.get("args"), log=log, **pod.options(operator, extra))
         try:
-            probe = f"http://127.0.0.1:{http_port}{spec['readinessProbe']['httpGet']['path']}"
+            probe = f"http://127.0.0.1:{http_port}{operator['readinessProbe']['httpGet']['path']}"
 
             def ready() -> bool:
                 assert process.poll() is None, f"the operator exited: {log_path.read_text()[-3000:]}"
@@ -243,8 +284,7 @@ def test_operator_runs_from_the_image_like_the_deployment(container: Container, 
                     return False
 
             wait_for(ready, "/readyz of the operator in the container", timeout=90)
-            client = kubernetes.config.new_client_from_config(
-                str(cluster.write_kubeconfig(tmp_path / "kubeconfig")))
+            client = kubernetes.config.new_client_from_config(str(kubeconfig))
             custom = kubernetes.client.CustomObjectsApi(client)
             custom.create_namespaced_custom_object(GROUP, VERSION, "shop", "driftpolicies", {
                 "apiVersion": f"{GROUP}/{VERSION}", "kind": "DriftPolicy", "metadata": {"name": "shop"},
@@ -264,6 +304,8 @@ def test_operator_runs_from_the_image_like_the_deployment(container: Container, 
             assert policy["status"]["state"] == "Drifted"
             # In-cluster configuration was used: the mounted token reached the API server through TLS.
             assert proxy.tokens == {SA_TOKEN}
+            peering = cluster.get("kopf.dev/v1", "ClusterKopfPeering", None, "kubedrift")
+            assert peering and peering.get("status"), "the operator did not join the peering"
             with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/metrics", timeout=5) as answer:
                 assert b"kubedrift_policy_state" in answer.read()
         finally:
