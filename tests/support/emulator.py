@@ -519,14 +519,14 @@ class ApiEmulator(kmock.KubernetesEmulator):  # type: ignore[misc]
         })
 
     def _table(self, res: Any, items: Iterable[JSONDict], version: str = "") -> JSONDict:
-        columns = [c for c in self.columns[res] if c.get("jsonPath") != ".metadata.creationTimestamp"]
+        # As the API server: Name, then the CRD's columns as declared (priorities kept); Age only without any.
+        columns = self.columns[res] or [{"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}]
         definitions = [{"name": "Name", "type": "string", "format": "name", "description": "", "priority": 0}]
         definitions += [
             {"name": c["name"], "type": c.get("type", "string"), "format": c.get("format", ""),
              "description": c.get("description", ""), "priority": c.get("priority", 0)}
             for c in columns
         ]
-        definitions.append({"name": "Age", "type": "date", "format": "", "description": "", "priority": 0})
         rows = []
         for item in items:
             meta = item.get("metadata", {})
@@ -534,7 +534,6 @@ class ApiEmulator(kmock.KubernetesEmulator):  # type: ignore[misc]
             for c in columns:
                 value = _json_path(item, c["jsonPath"])
                 cells.append(_human_age(value) if c.get("type") == "date" and value else value)
-            cells.append(_human_age(meta.get("creationTimestamp")))
             rows.append({
                 "cells": cells,
                 "object": {"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": meta},
