@@ -116,3 +116,61 @@ def test_fresh_cluster_install_applies_in_one_pass(install: list[dict[str, Any]]
         assert again.returncode == 0 and " created" not in again.stdout and " configured" not in again.stdout
     finally:
         cluster.stop()
+
+
+def _pod_specs(docs: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
+    return [(_id(d), d["spec"]["template"]["spec"]) for d in docs if d["kind"] in ("Deployment", "StatefulSet")]
+
+
+def test_workloads_meet_the_restricted_pod_security_profile(install: list[dict[str, Any]]) -> None:
+    specs = _pod_specs(install) + _pod_specs(_rendered_optional_parts())
+    assert [name for name, _ in specs] == ["Deployment:kubedrift:kubedrift", "StatefulSet:kubedrift:kubedrift-mongodb"]
+    for name, pod in specs:
+        assert pod["securityContext"]["runAsNonRoot"] is True, name
+        assert pod["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault", name
+        assert pod["securityContext"].get("runAsUser", 1) != 0, name
+        assert not {"hostNetwork", "hostPID", "hostIPC"} & set(pod), name
+        assert not [v for v in pod.get("volumes", []) if "hostPath" in v], name
+        for container in [*pod.get("initContainers", []), *pod["containers"]]:
+            where = f"{name} container {container['name']}"
+            security = container["securityContext"]
+            assert security["allowPrivilegeEscalation"] is False, where
+            assert security["capabilities"] == {"drop": ["ALL"]}, where
+            assert security["readOnlyRootFilesystem"] is True, where
+            assert container["resources"]["requests"]["memory"] and container["resources"]["limits"]["memory"], where
+            repository, _, tag = container["image"].rpartition(":")
+            assert repository and tag and tag != "latest" and any(c.isdigit() for c in tag), where
+        for container in pod["containers"]:
+            assert "readinessProbe" in container and "livenessProbe" in container, f"{name} {container['name']}"
+
+
+def test_mongodb_credentials_come_from_the_secret_the_operator_reads(install: list[dict[str, Any]]) -> None:
+    optional = _rendered_optional_parts()
+    assert not [d for d in optional if d["kind"] == "Secret"], "credentials must not ship in the repository"
+    (mongodb,) = [d for d in optional if d["kind"] == "StatefulSet"]
+    env = {e["name"]: e for e in mongodb["spec"]["template"]["spec"]["containers"][0]["env"]}
+    refs = {name: env[name]["valueFrom"]["secretKeyRef"] for name in ("MONGO_INITDB_ROOT_USERNAME",
+                                                                        "MONGO_INITDB_ROOT_PASSWORD")}
+    deployment = next(d for d in install if d["kind"] == "Deployment")
+    operator_env = {e["name"]: e for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]}
+    uri_ref = operator_env["MONGODB_URI"]["valueFrom"]["secretKeyRef"]
+    assert uri_ref["optional"] is True  # the operator runs without MongoDB
+    assert {ref["name"] for ref in refs.values()} == {uri_ref["name"]}
+    assert {ref["key"] for ref in refs.values()} == {"username", "password"} and uri_ref["key"] == "uri"
+
+
+def _allows(role: dict[str, Any], group: str, resource: str, verb: str) -> bool:
+    return any(group in rule.get("apiGroups", []) and resource in rule.get("resources", [])
+               and verb in rule.get("verbs", []) for rule in role["rules"])
+
+
+def test_api_reader_role_grants_exactly_what_the_rest_api_checks(install: list[dict[str, Any]]) -> None:
+    from kubedrift.publish.api_auth import READ_RECORDS, patch_policies
+
+    role = next(d for d in install if d["kind"] == "ClusterRole" and d["metadata"]["name"] == "kubedrift-api-reader")
+    for permission in (READ_RECORDS, patch_policies("shop")):
+        assert _allows(role, permission.group, permission.resource, permission.verb), permission
+    granted = {(g, r, v) for rule in role["rules"] for g in rule["apiGroups"] for r in rule["resources"]
+               for v in rule["verbs"]}
+    assert all(g == "kubedrift.dev" and "*" not in (r, v) for g, r, v in granted), granted
+    assert not _allows(role, "kubedrift.dev", "driftreports", "delete")
