@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install system-deps image-deps image release-manifests image-constraints demo test unit integration lint bench clean
+.PHONY: install system-deps image-deps image wheelhouse release-manifests image-constraints demo test unit integration lint bench clean
 
 APT     := DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600
 VERSION := $(shell sed -n 's/^__version__ = "\(.*\)"/\1/p' operator/kubedrift/__init__.py)
@@ -28,16 +28,21 @@ system-deps:
 	@command -v openssl >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssl)
 	@command -v promtool >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus)
 
-# buildah and mmdebstrap (Debian) build the image offline; see image/build-offline.sh.
+# buildah and mmdebstrap (Debian) build the image offline (image/build-offline.sh); the image tests run it
+# with unshare/chroot (util-linux, coreutils) behind a TLS proxy whose certificates openssl makes.
 image-deps:
-	@command -v buildah >/dev/null && command -v mmdebstrap >/dev/null || \
-	  ($(APT) update -qq && $(APT) install -y -qq --no-install-recommends buildah mmdebstrap)
+	@command -v buildah >/dev/null && command -v mmdebstrap >/dev/null && command -v openssl >/dev/null || \
+	  ($(APT) update -qq && $(APT) install -y -qq --no-install-recommends buildah mmdebstrap openssl)
 
 # The container image as an OCI archive (SPEC §3 Image), built from Dockerfile without a registry.
 image: dist/kubedrift-image.tar
 
 dist/kubedrift-image.tar: $(IMAGE_INPUTS) build/image/revision | $(STAMP) image-deps
 	image/build-offline.sh $(IMAGE) $@
+
+# Wheels of the pinned dependencies for installs without an index (the image, the packaging test).
+wheelhouse: $(STAMP)
+	image/wheelhouse.sh build/image/wheels
 
 # Changes with HEAD, so a new commit rebuilds the image (its revision label and `kubedrift version`).
 build/image/revision: FORCE

