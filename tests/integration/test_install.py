@@ -174,3 +174,27 @@ def test_api_reader_role_grants_exactly_what_the_rest_api_checks(install: list[d
                for v in rule["verbs"]}
     assert all(g == "kubedrift.dev" and "*" not in (r, v) for g, r, v in granted), granted
     assert not _allows(role, "kubedrift.dev", "driftreports", "delete")
+
+
+def test_readme_install_steps_are_these(tmp_path: Path) -> None:
+    """The commands of README "Run it on a cluster" step 1, run as written against the emulator."""
+    readme = (REPO / "README.md").read_text()
+    section = readme[readme.index("## Run it on a cluster"):]
+    block = section[section.index("```sh") + len("```sh"):section.index("```", section.index("```sh") + 5)]
+    commands = [line.split("#", 1)[0].strip() for line in block.strip().splitlines()]
+    assert commands == ["make release-manifests", "kubectl apply -f dist/install.yaml",
+                        "kubectl -n kubedrift rollout status deployment/kubedrift"]
+    cluster = installing_server()
+    try:
+        kubeconfig = cluster.write_kubeconfig(tmp_path / "kubeconfig")
+        for command in commands[:2]:
+            words = command.split()
+            if words[0] == "make":
+                done = subprocess.run(words, cwd=REPO, capture_output=True, text=True, timeout=300, check=False)
+            else:  # relative paths as in the README: run from the repository root
+                done = kubectl(kubeconfig, *[str(REPO / w) if w.startswith("dist/") else w for w in words[1:]])
+            assert done.returncode == 0, f"{command}: {done.stdout}{done.stderr}"
+        # (rollout status needs a kubelet; tests/integration/test_image.py runs that pod from the image.)
+        assert cluster.get("apps/v1", "Deployment", "kubedrift", "kubedrift")
+    finally:
+        cluster.stop()
