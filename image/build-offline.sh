@@ -14,11 +14,14 @@ mkdir -p "$work" "$(dirname "$out")"
 buildah=(buildah --root "$PWD/$work/storage" --runroot "$PWD/$work/run" --storage-driver vfs)
 step() { printf '\n== %s (%ss)\n' "$*" "$SECONDS"; }
 
-# 1. The base: rebuilt when its package list changes (or `make clean`).
+# 1. The base: rebuilt when its package list or recipe changes (by content, so checkouts that only touch
+#    file times keep it).
 base_tar=$work/base-bookworm.tar
-if [[ ! -f $base_tar || image/base-packages.txt -nt $base_tar || image/make-base.sh -nt $base_tar ]]; then
+base_key=$(cat image/base-packages.txt image/make-base.sh | sha256sum | cut -c1-16)
+if [[ ! -f $base_tar || $(cat "$base_tar.key" 2>/dev/null) != "$base_key" ]]; then
   step "base root filesystem (mmdebstrap)"
   image/make-base.sh "$base_tar"
+  echo "$base_key" > "$base_tar.key"
 fi
 base_ref=localhost/kubedrift-base:$(sha256sum "$base_tar" | cut -c1-16)
 if ! "${buildah[@]}" inspect --type image "$base_ref" >/dev/null 2>&1; then
@@ -28,6 +31,9 @@ if ! "${buildah[@]}" inspect --type image "$base_ref" >/dev/null 2>&1; then
   "${buildah[@]}" config --env PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
     --env LANG=C.UTF-8 --cmd python3 "$ctr"
   "${buildah[@]}" commit --quiet --rm "$ctr" "$base_ref" >/dev/null
+  for old in $("${buildah[@]}" images --format '{{.Name}}:{{.Tag}}' | grep '^localhost/kubedrift-base:' || true); do
+    [[ $old == "$base_ref" ]] || "${buildah[@]}" rmi "$old" >/dev/null
+  done
 fi
 
 # 2. The wheelhouse: every pinned dependency (image/wheelhouse.sh).
