@@ -180,6 +180,7 @@ class Container:
         if ":" not in uid_gid:
             uid_gid = f"{uid_gid}:{uid_gid}"
         environment = {**self.config.env, **(env or {})}
+        environment.setdefault("HOME", self._home(uid_gid.split(":")[0]))  # as container runtimes set it
         root = shlex.quote(str(self.root))
         lines = ["set -e", "mount --make-rprivate /", f"mount --bind {root} {root}"]
         for target, source, directory in [("/proc", None, True), ("/dev", Path("/dev"), True),
@@ -206,6 +207,14 @@ class Container:
             + " ".join(shlex.quote(a) for a in argv)
         )
         return ["unshare", "--mount", "--pid", "--fork", "--kill-child", "sh", "-c", "\n".join(lines)]
+
+    def _home(self, uid: str) -> str:
+        passwd = resolve_in(self.root, "/etc/passwd")
+        for line in passwd.read_text().splitlines() if passwd.exists() else []:
+            fields = line.split(":")
+            if len(fields) > 5 and uid in (fields[0], fields[2]):
+                return fields[5]
+        return "/"
 
     def run(self, args: Sequence[str] | None = None, *, timeout: float = 120, **options: Any) -> \
             subprocess.CompletedProcess[str]:
