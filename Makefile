@@ -10,7 +10,7 @@ APT     := DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600
 VERSION := $(shell sed -n 's/^__version__ = "\(.*\)"/\1/p' operator/kubedrift/__init__.py)
 # The image reference deploy/deployment.yaml runs; `make image IMAGE=registry.example/kubedrift:dev` for your own.
 IMAGE   ?= ghcr.io/kubedrift/kubedrift:$(VERSION)
-IMAGE_INPUTS := Dockerfile .dockerignore README.md pyproject.toml $(wildcard image/*) \
+IMAGE_INPUTS := Dockerfile .dockerignore README.md pyproject.toml $(wildcard image/*) $(wildcard crds/*.yaml) \
                 $(shell find operator/kubedrift -name '*.py' -o -name 'py.typed' -o -name '*.yaml' -o -name '*.json')
 
 $(STAMP): pyproject.toml
@@ -58,7 +58,7 @@ release-manifests: $(STAMP)
 
 # Pins of what the image installs, resolved afresh from pyproject.toml's dependencies.
 image-constraints: $(STAMP)
-	$(BIN)/python image/pin.py > image/constraints.txt
+	$(BIN)/python image/pin.py > image/constraints.txt.tmp && mv image/constraints.txt.tmp image/constraints.txt
 
 demo: $(STAMP)
 	$(BIN)/kubedrift scan --manifests examples/gitops/overlays/production --live examples/live/cluster-snapshot.yaml --namespace shop --output table; \

@@ -134,7 +134,7 @@ def _comparable(report: dict[str, Any]) -> dict[str, Any]:
     return report
 
 
-def test_scan_of_the_bundled_kustomize_example(container: Container) -> None:
+def test_scan_of_the_bundled_kustomize_example(container: Container, tmp_path: Path) -> None:
     args = ["scan", "--manifests", "/examples/gitops/overlays/production",
             "--live", "/examples/live/cluster-snapshot.yaml", "--namespace", "shop", "--output", "json"]
     inside = container.run(args, binds={"/examples": REPO / "examples"})
@@ -147,6 +147,15 @@ def test_scan_of_the_bundled_kustomize_example(container: Container) -> None:
     web = next(d for d in found["drifts"] if d["id"] == "Deployment:shop:web")
     image = next(c for c in web["changes"] if c["category"] == "VersionChange")
     assert image["desired"] == "ghcr.io/example-shop/web:1.8.3"  # the overlay's `images:` rendered by kustomize
+
+    # A policy file is checked against the DriftPolicy CRD the package ships.
+    bad = tmp_path / "policy.yaml"
+    bad.write_text("apiVersion: kubedrift.dev/v1alpha1\nkind: DriftPolicy\nmetadata: {name: p}\n"
+                   "spec: {source: {repoURL: https://example.com/x.git}, intervall: 5m}\n")
+    refused = container.run([*args, "--policy", "/policy/policy.yaml"],
+                            binds={"/examples": REPO / "examples", "/policy": tmp_path})
+    assert refused.returncode == 1, refused.stdout + refused.stderr
+    assert "spec.intervall: unknown field" in refused.stdout
 
     # The same scan on the host finds the same drifts, change for change.
     script = Path(sys.executable).parent / "kubedrift"
