@@ -152,6 +152,8 @@ def test_scan_of_the_bundled_kustomize_example(container: Container, tmp_path: P
     bad = tmp_path / "policy.yaml"
     bad.write_text("apiVersion: kubedrift.dev/v1alpha1\nkind: DriftPolicy\nmetadata: {name: p}\n"
                    "spec: {source: {repoURL: https://example.com/x.git}, intervall: 5m}\n")
+    tmp_path.chmod(0o755)  # readable by the image's user, like a mounted ConfigMap
+    bad.chmod(0o644)
     refused = container.run([*args, "--policy", "/policy/policy.yaml"],
                             binds={"/examples": REPO / "examples", "/policy": tmp_path})
     assert refused.returncode == 1, refused.stdout + refused.stderr
