@@ -76,6 +76,7 @@ integration: install
 lint: $(STAMP)
 	$(BIN)/ruff check operator tests benchmarks
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run.py

@@ -1,16 +1,18 @@
-"""One scan of one DriftPolicy: source -> cluster -> diff -> (observers: store, metrics) -> publish.
+"""One scan of one DriftPolicy: source -> cluster -> diff -> verdicts -> publish (reports, status, events)
+-> observers (history store, metrics).
 
-The engine is synchronous and thread-safe; the kopf handlers run each scan in a worker thread and
-never run two scans of one policy at once. A store or metrics exporter plugs in as a
-`ScanObserver` (see `Engine(observers=...)`); the engine does not know what they do.
+The engine only chains the stages. `verdicts.judge` decides the one outcome of the scan; every
+publisher translates it. The engine is synchronous and thread-safe; the kopf handlers run each scan
+in a worker thread and never run two scans of one policy at once. A store or metrics exporter plugs
+in as a `ScanObserver`; the engine does not know what they do.
 """
 
 from __future__ import annotations
 
 import datetime
 import logging
-import os
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -19,55 +21,37 @@ from kubedrift.cluster.access import ClusterViews, IdentityView, ReadAccess, Ten
 from kubedrift.cluster.client import ApiError, KubeClient, resource_path
 from kubedrift.cluster.live import LiveReader
 from kubedrift.diff.compare import compare_objects, identity
-from kubedrift.model import DiffSettings, KubeObject, LoadError, ResourceDrift, ScanResult
+from kubedrift.model import (
+    SCAN_REQUEST_ANNOTATION,
+    DiffSettings,
+    KubeObject,
+    LoadError,
+    PolicyRef,
+    ScanOutcome,
+    ScanResult,
+    Stall,
+)
 from kubedrift.policy import PolicyError, PolicySpec, parse_policy
 from kubedrift.publish.events import EventRecorder
-from kubedrift.publish.reports import PolicyRef, ReportPublisher
-from kubedrift.publish.status import ScanStatus, StatusWriter, build_status, one_line
+from kubedrift.publish.reports import ReportLedger, ReportPublisher
+from kubedrift.publish.status import ScanStatus, StatusWriter, build_status
 from kubedrift.source.git import Checkout, GitCache, GitCredentials, GitSourceError, credentials_for_repo
-from kubedrift.source.manifests import load_manifests
+from kubedrift.source.tree import load_checkout
+from kubedrift.verdicts import judge, stalled
 
 log = logging.getLogger(__name__)
 
-SCAN_REQUEST_ANNOTATION = "kubedrift.dev/scan-requested-at"
 CONTEXT_KINDS = (("autoscaling", "HorizontalPodAutoscaler"),)
-
-
-@dataclass
-class ScanOutcome:
-    policy: PolicyRef
-    started: datetime.datetime
-    finished: datetime.datetime
-    spec: PolicySpec | None = None
-    revision: str | None = None
-    result: ScanResult | None = None
-    errors: list[LoadError] = field(default_factory=list)
-    """Files and kinds that could not be read; everything else was compared."""
-    stalled_reason: str | None = None
-    stalled_message: str = ""
-    detected: list[ResourceDrift] = field(default_factory=list)
-    resolved: list[str] = field(default_factory=list)
-    compared: set[str] = field(default_factory=set)
-    """Resource ids whose live state was read and compared (their reports may resolve)."""
-    read_errors: int = 0
-    """Kinds/namespaces the Kubernetes API would not list (part of `errors`)."""
-
-    @property
-    def ok(self) -> bool:
-        return self.stalled_reason is None and self.result is not None
-
-    @property
-    def duration(self) -> float:
-        return (self.finished - self.started).total_seconds()
 
 
 @dataclass
 class Comparison:
     result: ScanResult
-    compared: set[str]
-    """Ids of the desired objects whose live twins could be listed (and so were compared)."""
+    unread: dict[str, str]
+    """Ids of desired objects whose live twins could not be listed, with the reason: not compared, never
+    `Missing`."""
     read_errors: list[LoadError]
-    """Kinds/namespaces the API would not list: their objects are not compared, never `Missing`."""
+    """Kinds/namespaces the API would not list."""
 
 
 def compare_with_cluster(desired: Sequence[KubeObject], reader: LiveReader, settings: DiffSettings) -> Comparison:
@@ -77,7 +61,7 @@ def compare_with_cluster(desired: Sequence[KubeObject], reader: LiveReader, sett
     comparable = [o for o, k in zip(desired, keys, strict=True) if live.readable(k)]
     return Comparison(
         result=compare_objects(comparable, live.objects, settings, crds=live.crds),
-        compared={k.id for k in keys if live.readable(k)},
+        unread={k.id: live.reason(k) or "its live state could not be read" for k in keys if not live.readable(k)},
         read_errors=live.errors,
     )
 
@@ -85,11 +69,15 @@ def compare_with_cluster(desired: Sequence[KubeObject], reader: LiveReader, sett
 class ScanObserver(Protocol):
     """Something that wants every scan's outcome (MongoDB history, Prometheus metrics, ...).
 
-    Called in the scan's worker thread after the comparison, before reports are published.
-    An observer that raises is logged and skipped; it never fails the scan.
+    Called in the scan's worker thread once the reports, status and events are published. An observer
+    that raises is logged and skipped; it never fails the scan.
     """
 
-    def scan_finished(self, outcome: ScanOutcome) -> None: ...
+    def scan_finished(self, outcome: ScanOutcome, duration: float) -> None:
+        """`duration`: seconds the whole scan took, publishing included."""
+
+    def policy_released(self, policy: PolicyRef) -> None:
+        """This process stops scanning the policy for now (another replica leads, or it stops)."""
 
     def policy_deleted(self, policy: PolicyRef) -> None: ...
 
@@ -99,6 +87,17 @@ class _Stalled(Exception):
         super().__init__(message)
         self.reason = reason
         self.message = message
+
+
+@dataclass
+class _Reading:
+    """What the source and cluster stages produced for one scan (filled as far as they got)."""
+
+    spec: PolicySpec | None = None
+    revision: str | None = None
+    declared: list[str] = field(default_factory=list)
+    load_errors: list[LoadError] = field(default_factory=list)
+    comparison: Comparison | None = None
 
 
 def policy_ref(body: dict[str, Any]) -> PolicyRef:
@@ -138,35 +137,39 @@ class Engine:
     # ----- one scan -----
 
     def scan(self, body: dict[str, Any]) -> ScanOutcome:
+        began = time.monotonic()
         ref = policy_ref(body)
-        outcome = ScanOutcome(policy=ref, started=_now(), finished=_now())
+        reading = _Reading()
+        ledger = ReportLedger()
         try:
-            self._compare(body, outcome)
-        except _Stalled as stalled:
-            outcome.stalled_reason, outcome.stalled_message = stalled.reason, stalled.message
-        except ApiError as exc:
-            outcome.stalled_reason, outcome.stalled_message = "ClusterUnavailable", f"Kubernetes API: {exc}"
-        outcome.finished = _now()
+            self._read(body, ref, reading)
+            ledger = self._ledger(ref)
+            outcome = self._judge(ref, reading, ledger)
+        except _Stalled as stall:
+            outcome = stalled(ref, Stall(stall.reason, stall.message), finished=_now(), revision=reading.revision,
+                              interval_seconds=reading.spec.interval_seconds if reading.spec else None)
+        self._publish(body, outcome, ledger)
+        duration = time.monotonic() - began
         for observer in self.observers:
             try:
-                observer.scan_finished(outcome)
+                observer.scan_finished(outcome, duration)
             except Exception:
                 log.exception("scan observer %s failed for %s", type(observer).__name__, ref.id)
-        self._publish(body, outcome)
-        if outcome.ok and outcome.result is not None:
-            log.info("scanned %s at %s: %d resources, %d drifted, %d errors", ref.id, (outcome.revision or "")[:12],
-                     outcome.result.resources, outcome.result.drifted, len(outcome.errors))
-        else:
-            log.warning("scan of %s stalled: %s: %s", ref.id, outcome.stalled_reason, outcome.stalled_message)
+        if outcome.stall is None and outcome.result is not None:
+            log.info("scanned %s at %s: %d resources, %d drifted, %d detected, %d resolved, %d errors", ref.id,
+                     (outcome.revision or "")[:12], outcome.result.resources, len(outcome.active),
+                     len(outcome.detected), len(outcome.resolved), len(outcome.errors))
+        elif outcome.stall is not None:
+            log.warning("scan of %s stalled: %s: %s", ref.id, outcome.stall.reason, outcome.stall.message)
         return outcome
 
-    def _compare(self, body: dict[str, Any], outcome: ScanOutcome) -> None:
+    def _read(self, body: dict[str, Any], ref: PolicyRef, reading: _Reading) -> None:
         try:
             spec = parse_policy(body)
         except PolicyError as exc:
             raise _Stalled("InvalidPolicy", str(exc)) from None
         spec.interval_seconds = max(spec.interval_seconds, self.min_interval)
-        outcome.spec = spec
+        reading.spec = spec
         assert spec.source is not None  # parse_policy requires it
         access = self.tenancy.access_for(spec.namespace, spec.service_account_name)
         view = self.views.view(access)
@@ -176,21 +179,53 @@ class Engine:
                                                credentials=credentials, timeout=self.git_timeout)
         except GitSourceError as exc:
             raise _Stalled("GitError", exc.message) from None
-        outcome.revision = checkout.sha
-        view.refresh_discovery()
-        desired, load_errors = self._desired(outcome.policy, spec, checkout, view)
-        if load_errors and not desired:
-            first = load_errors[0]
-            raise _Stalled("ManifestError", f"no manifest could be read: {first.file}: {first.message}")
-        if spec.namespaces:
-            desired = [o for o in desired if not o.namespace or o.namespace in spec.namespaces]
-        if any(view.discovery.resolve(k.group, k.kind) is None for k in map(identity, desired)):
-            view.refresh_discovery(force=True)
-        comparison = compare_with_cluster(desired, LiveReader(view.client, view.discovery, access), spec.settings)
-        outcome.result = comparison.result
-        outcome.compared = comparison.compared
-        outcome.errors = [*load_errors, *comparison.read_errors, *comparison.result.errors]
-        outcome.read_errors = len(comparison.read_errors)
+        reading.revision = checkout.sha
+        try:
+            view.refresh_discovery()
+            desired, load_errors = self._desired(ref, spec, checkout, view)
+            if load_errors and not desired:
+                first = load_errors[0]
+                raise _Stalled("ManifestError", f"no manifest could be read: {first.file}: {first.message}")
+            if spec.namespaces:
+                desired = [o for o in desired if not o.namespace or o.namespace in spec.namespaces]
+            if any(view.discovery.resolve(k.group, k.kind) is None for k in map(identity, desired)):
+                view.refresh_discovery(force=True)  # a CRD may have been installed just now
+            reading.comparison = compare_with_cluster(desired, LiveReader(view.client, view.discovery, access),
+                                                      spec.settings)
+        except ApiError as exc:
+            raise _Stalled("ClusterUnavailable", f"Kubernetes API: {exc}") from None
+        reading.declared = [identity(o).id for o in desired]
+        reading.load_errors = load_errors
+
+    def _ledger(self, ref: PolicyRef) -> ReportLedger:
+        """The policy's DriftReports: the drift active before this scan, and since when."""
+        try:
+            return self.reports.ledger(ref)
+        except ApiError as exc:
+            raise _Stalled("ClusterUnavailable", f"cannot list the policy's DriftReports: {exc}") from None
+
+    @staticmethod
+    def _judge(ref: PolicyRef, reading: _Reading, ledger: ReportLedger) -> ScanOutcome:
+        comparison = reading.comparison
+        assert comparison is not None and reading.spec is not None
+        incomplete = None
+        if reading.load_errors:
+            first = reading.load_errors[0]
+            incomplete = (f"{len(reading.load_errors)} manifest file(s) could not be read, so whether it is still "
+                          f"declared is unknown; first: {first.file}: {first.message}")
+        return judge(
+            ref,
+            finished=_now(),
+            result=comparison.result,
+            declared=reading.declared,
+            unread=comparison.unread,
+            previous=ledger.active(),
+            incomplete=incomplete,
+            revision=reading.revision,
+            errors=[*reading.load_errors, *comparison.read_errors, *comparison.result.errors],
+            read_errors=len(comparison.read_errors),
+            interval_seconds=reading.spec.interval_seconds,
+        )
 
     def _credentials(self, spec: PolicySpec, view: IdentityView, access: ReadAccess) -> GitCredentials | None:
         """The secretRef Secret, read as the policy's identity: never one its service account could not read."""
@@ -225,59 +260,26 @@ class Engine:
             cached = self._manifests.get(ref.id)
         if cached is not None and cached[0] == cache_key:
             return list(cached[1]), list(cached[2])
-        root = os.path.realpath(checkout.path)
-        paths: list[str] = []
-        outside: list[LoadError] = []
-        for path in spec.source.paths:
-            full = os.path.realpath(os.path.join(root, path))
-            if full == root or full.startswith(root + os.sep):
-                paths.append(os.path.join(checkout.path, os.path.relpath(full, root)))
-            else:
-                outside.append(LoadError(path, "spec.source.paths: the path leads out of the repository"))
-        objects, errors = load_manifests(paths, default_namespace=spec.settings.default_namespace,
-                                         scopes=view.discovery, root=checkout.path)
-        errors += outside
-        prefix = checkout.path.rstrip("/") + "/"
-        errors = [LoadError(e.file[len(prefix):] if e.file.startswith(prefix) else e.file,
-                            e.message.replace(prefix, "")) for e in errors]
-        for obj in objects:
-            if obj.source.startswith(prefix):
-                obj.source = obj.source[len(prefix):]
+        objects, errors = load_checkout(checkout.path, spec.source.paths,
+                                        default_namespace=spec.settings.default_namespace, scopes=view.discovery)
         with self._lock:
             self._manifests[ref.id] = (cache_key, list(objects), list(errors))
         return objects, errors
 
     # ----- publish -----
 
-    def _publish(self, body: dict[str, Any], outcome: ScanOutcome) -> None:
+    def _publish(self, body: dict[str, Any], outcome: ScanOutcome, ledger: ReportLedger) -> None:
         ref = outcome.policy
-        now = outcome.finished
         previous = dict(body.get("status") or {})
-        if outcome.ok and outcome.result is not None:
-            result = outcome.result
-            synced = self.reports.sync(ref, result.drifts, outcome.revision or "", now,
-                                       settled=outcome.compared, complete=not outcome.errors)
-            outcome.detected, outcome.resolved = synced.detected, synced.resolved
-            for message in synced.errors:
-                outcome.errors.append(LoadError("DriftReport", message))
-            self.events.drift_changes(ref, synced.detected, synced.resolved, now)
-        else:
-            conditions: list[dict[str, Any]] = list(previous.get("conditions") or [])
-            before = next((c for c in conditions if c.get("type") == "Stalled"), {})
-            message = one_line(f"{outcome.stalled_reason}: {outcome.stalled_message}")
-            if before.get("status") != "True" or before.get("message") != one_line(outcome.stalled_message):
-                self.events.post(ref, "ScanFailed", message, warning=True, now=now)
+        synced = self.reports.sync(outcome, ledger)
+        self.events.publish(outcome, previous)
         meta = body.get("metadata") or {}
         status = build_status(
             ScanStatus(
+                outcome=outcome,
                 generation=int(meta.get("generation") or 0),
-                now=now,
-                result=outcome.result if outcome.ok else None,
-                revision=outcome.revision,
-                errors=outcome.errors,
-                stalled_reason=outcome.stalled_reason,
-                stalled_message=outcome.stalled_message,
                 scan_request=(meta.get("annotations") or {}).get(SCAN_REQUEST_ANNOTATION),
+                publish_errors=[LoadError("DriftReport", message) for message in synced.errors],
             ),
             previous,
         )
@@ -286,6 +288,17 @@ class Engine:
         except ApiError as exc:
             if not exc.not_found:  # a policy deleted meanwhile has no status to write
                 log.warning("cannot write the status of %s: %s", ref.id, exc)
+
+    # ----- this process stops scanning a policy -----
+
+    def release(self, body: dict[str, Any]) -> None:
+        """Another replica leads now, or the operator stops: stop exporting what this one knew."""
+        ref = policy_ref(body)
+        for observer in self.observers:
+            try:
+                observer.policy_released(ref)
+            except Exception:
+                log.exception("scan observer %s failed on release of %s", type(observer).__name__, ref.id)
 
     # ----- policy gone -----
 

@@ -6,6 +6,8 @@
   `spec.suspend: true` pauses it. Scans run on the FairScanPool (see kubedrift.scheduling).
 - Raw watch events (no state, no writes) wake the loop early.
 - Deleting a policy deletes its DriftReports (the finalizer keeps the policy until then).
+- When the loop stops (another replica leads: kopf pauses this one; or the operator stops), the
+  engine releases the policy: this process then exports no drift series for it.
 
 Workloads are never handled by kopf: the engine only reads them.
 """
@@ -20,13 +22,13 @@ from typing import Any
 
 import kopf
 
-from kubedrift.engine import SCAN_REQUEST_ANNOTATION, Engine
-from kubedrift.policy import DEFAULT_INTERVAL, GROUP, VERSION, PolicyError, parse_duration
+from kubedrift.engine import Engine
+from kubedrift.model import GROUP, POLICY_PLURAL, SCAN_REQUEST_ANNOTATION, VERSION
+from kubedrift.policy import DEFAULT_INTERVAL, PolicyError, parse_duration, parse_policy
 from kubedrift.scheduling import FairScanPool, request_cooldown
 
 log = logging.getLogger(__name__)
 
-PLURAL = "driftpolicies"
 
 
 def scan_marker(body: Any) -> tuple[Any, Any]:
@@ -35,13 +37,14 @@ def scan_marker(body: Any) -> tuple[Any, Any]:
     return meta.get("generation"), (meta.get("annotations") or {}).get(SCAN_REQUEST_ANNOTATION)
 
 
-def interval_of(spec: Any, min_interval: float = 0.0) -> float:
-    """Seconds between scheduled scans: `spec.interval`, but never less than `min_interval`."""
+def schedule_of(body: dict[str, Any], min_interval: float = 0.0) -> tuple[float, bool]:
+    """(seconds between scheduled scans, suspended) from the parsed policy: `spec.interval`, never less than
+    `min_interval`. An invalid policy is scanned (to report why in its status) at the default interval."""
     try:
-        seconds = parse_duration(str(spec.get("interval") or DEFAULT_INTERVAL))
+        spec = parse_policy(body)
     except PolicyError:
-        seconds = parse_duration(DEFAULT_INTERVAL)  # the scan itself reports the invalid field
-    return max(seconds, min_interval)
+        return max(parse_duration(DEFAULT_INTERVAL), min_interval), False
+    return max(spec.interval_seconds, min_interval), spec.suspend
 
 
 class PolicyLoops:
@@ -66,9 +69,9 @@ class PolicyLoops:
                 wakeup.clear()
                 snapshot = copy.deepcopy(dict(body))
                 self.scanned[key] = scan_marker(snapshot)
-                spec = snapshot.get("spec") or {}
+                interval, suspended = schedule_of(snapshot, self.min_interval)
                 started = time.monotonic()
-                if spec.get("suspend") is True:
+                if suspended:
                     log.info("policy %s is suspended; not scanning", key)
                 else:
                     # Waits for the namespace's turn; once started, shielded: a scan that started finishes
@@ -80,12 +83,21 @@ class PolicyLoops:
                     finally:
                         if future.done():
                             self.inflight.pop(key, None)
-                if await self._sleep(wakeup, stopped, interval_of(spec, self.min_interval)):
+                if await self._sleep(wakeup, stopped, interval):
                     # Woken by a request: start at once, unless the last scan started moments ago.
                     await self._sleep(None, stopped, started + request_cooldown(self.min_interval) - time.monotonic())
         finally:
             self.wakeups.pop(key, None)
             self.scanned.pop(key, None)
+            self._release(key, copy.deepcopy(dict(body)))
+
+    def _release(self, key: str, body: dict[str, Any]) -> None:
+        """Once no scan of the policy runs here any more, this process stops exporting its drift."""
+        future = self.inflight.get(key)
+        if future is not None and not future.done():
+            future.add_done_callback(lambda _: self.engine.release(body))
+        else:
+            self.engine.release(body)
 
     @staticmethod
     async def _sleep(wakeup: asyncio.Event | None, stopped: Any, seconds: float) -> bool:
@@ -121,15 +133,15 @@ def _key(kwargs: dict[str, Any]) -> str:
 def register(registry: kopf.OperatorRegistry, loops: PolicyLoops) -> None:
     """Register the DriftPolicy handlers on `registry` (kopf passes everything as keywords)."""
 
-    @kopf.daemon(GROUP, VERSION, PLURAL, id="scan-loop", registry=registry, cancellation_timeout=120.0)
+    @kopf.daemon(GROUP, VERSION, POLICY_PLURAL, id="scan-loop", registry=registry, cancellation_timeout=120.0)
     async def scan_loop(**kwargs: Any) -> None:
         await loops.run(_key(kwargs), kwargs["body"], kwargs["stopped"])
 
-    @kopf.on.event(GROUP, VERSION, PLURAL, id="wake-on-change", registry=registry)
+    @kopf.on.event(GROUP, VERSION, POLICY_PLURAL, id="wake-on-change", registry=registry)
     def wake_on_change(**kwargs: Any) -> None:
         if kwargs.get("type") in ("ADDED", "MODIFIED", None):
             loops.notice(_key(kwargs), kwargs["body"])
 
-    @kopf.on.delete(GROUP, VERSION, PLURAL, id="remove-reports", registry=registry)
+    @kopf.on.delete(GROUP, VERSION, POLICY_PLURAL, id="remove-reports", registry=registry)
     async def remove_reports(**kwargs: Any) -> None:
         await loops.forget(_key(kwargs), kwargs["body"])

@@ -1,14 +1,36 @@
-"""Plain data shared by every stage: objects, identities, drift findings, policy settings."""
+"""Plain data shared by every stage: objects, identities, drift findings, policy settings, scan outcomes."""
 
 from __future__ import annotations
 
 import datetime
 import enum
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 JSON = Any
 """A decoded JSON/YAML value (dict, list, str, int, float, bool or None)."""
+
+# The kubedrift API: defined here once, used by the CRDs' readers and writers.
+GROUP = "kubedrift.dev"
+VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+POLICY_PLURAL = "driftpolicies"
+REPORT_PLURAL = "driftreports"
+SCAN_REQUEST_ANNOTATION = f"{GROUP}/scan-requested-at"
+"""Changing this annotation on a DriftPolicy asks for a scan now."""
+FINALIZER = f"{GROUP}/cleanup"
+ANNOTATION_PREFIX = GROUP
+"""kopf's own progress/diff-base annotations on DriftPolicies."""
+
+
+class KubedriftError(Exception):
+    """Base of every kubedrift error. `message` says what went wrong and where (file, field, object),
+    and never echoes a value read from a repository, a cluster or a caller."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
 
 
 class DecimalFloat(float):
@@ -146,7 +168,7 @@ class ResourceRef:
         return {"apiVersion": self.api_version, "kind": self.kind, "namespace": self.namespace, "name": self.name}
 
 
-@dataclass
+@dataclass(frozen=True)
 class Change:
     """One differing field. `desired` is None for a field a person added by hand out of Git."""
 
@@ -248,9 +270,15 @@ SCAN_RESULT_API_VERSION = "kubedrift.dev/v1alpha1"
 
 @dataclass
 class ScanResult:
+    """What the diff stage found in one set of objects (the CLI prints it as it is)."""
+
     resources: int
     drifts: list[ResourceDrift] = field(default_factory=list)
     errors: list[LoadError] = field(default_factory=list)
+    compared: set[str] = field(default_factory=set)
+    """Ids of the desired objects the diff looked at (selected, not ignored)."""
+    failed: dict[str, str] = field(default_factory=dict)
+    """Ids among `compared` whose comparison failed, with the message (also in `errors`)."""
 
     @property
     def drifted(self) -> int:
@@ -328,3 +356,132 @@ class DiffSettings:
     hand_edit_managers: tuple[str, ...] = DEFAULT_HAND_EDIT_MANAGERS
     include_kinds: list[str] = field(default_factory=list)
     exclude_kinds: list[str] = field(default_factory=list)
+
+
+# ----- the outcome of one operator scan: one verdict per resource, lifecycle decided once -----
+
+
+@dataclass(frozen=True)
+class PolicyRef:
+    """The DriftPolicy a scan ran for (owner of its reports, subject of its events)."""
+
+    namespace: str
+    name: str
+    uid: str = ""
+
+    @property
+    def id(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+    def owner_reference(self) -> dict[str, Any]:
+        return {"apiVersion": API_VERSION, "kind": "DriftPolicy", "name": self.name, "uid": self.uid,
+                "controller": True, "blockOwnerDeletion": False}
+
+
+@dataclass(frozen=True)
+class Drifted:
+    """Compared, and the live object differs from Git."""
+
+    drift: ResourceDrift
+
+
+@dataclass(frozen=True)
+class Clean:
+    """Compared, and the live object matches Git."""
+
+
+@dataclass(frozen=True)
+class NotCompared:
+    """In scope but not compared this scan (forbidden, read error, parse error, outside the policy's
+    namespace, ...). Everything published about it stays exactly as it was."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
+class Undeclared:
+    """Was drifted, and the policy no longer declares it (gone from Git, or out of the policy's scope)."""
+
+
+Verdict = Drifted | Clean | NotCompared | Undeclared
+
+
+@dataclass(frozen=True)
+class ActiveDrift:
+    """A drift that is active after a scan: what the publishers keep one report/record/series of."""
+
+    resource: ResourceRef
+    severity: Severity
+    first_seen: datetime.datetime
+
+    @property
+    def id(self) -> str:
+        return f"{self.resource.kind}:{self.resource.namespace}:{self.resource.name}"
+
+
+class PolicyState(enum.IntEnum):
+    """The policy's state after a scan, as `kubedrift_policy_state` and `status.state` show it."""
+
+    CLEAN = 0
+    DRIFTED = 1
+    ERROR = 2
+
+    @property
+    def label(self) -> str:
+        return {0: "Clean", 1: "Drifted", 2: "Error"}[int(self)]
+
+
+@dataclass(frozen=True)
+class Stall:
+    """Why a scan compared nothing (invalid policy, Git, credentials, cluster)."""
+
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
+class ScanOutcome:
+    """One scan of one DriftPolicy, decided once; reports, MongoDB, metrics, status and events translate it.
+
+    `verdicts` has exactly one entry per resource in scope (every desired object, and every drift
+    that was active before). `active` is the drift active after the scan, with its firstSeen:
+    drifted now, or kept unchanged because it was not compared. `detected`, `resolved` and
+    `untracked` are the lifecycle transitions of this scan (resource ids).
+    """
+
+    policy: PolicyRef
+    finished: datetime.datetime
+    revision: str | None = None
+    result: ScanResult | None = None
+    """The diff stage's result (None when the scan stalled)."""
+    verdicts: Mapping[str, Verdict] = field(default_factory=dict)
+    active: Mapping[str, ActiveDrift] = field(default_factory=dict)
+    detected: tuple[str, ...] = ()
+    resolved: tuple[str, ...] = ()
+    untracked: tuple[str, ...] = ()
+    errors: tuple[LoadError, ...] = ()
+    """Files, kinds and objects that could not be read or compared; everything else was."""
+    read_errors: int = 0
+    """How many of `errors` are kinds/namespaces the Kubernetes API would not list."""
+    stall: Stall | None = None
+    interval_seconds: float | None = None
+
+    @property
+    def stalled(self) -> bool:
+        return self.stall is not None or self.result is None
+
+    @property
+    def state(self) -> PolicyState:
+        if self.stalled or self.errors:
+            return PolicyState.ERROR
+        return PolicyState.DRIFTED if self.active else PolicyState.CLEAN
+
+    def by_severity(self) -> dict[str, int]:
+        """Active drift (compared or kept) by severity, every severity present."""
+        counts = {s.label: 0 for s in Severity}
+        for drift in self.active.values():
+            counts[drift.severity.label] += 1
+        return counts
+
+    def not_compared(self) -> dict[str, str]:
+        return {rid: v.reason for rid, v in self.verdicts.items() if isinstance(v, NotCompared)}

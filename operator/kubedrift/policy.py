@@ -12,20 +12,19 @@ from kubedrift.model import (
     Category,
     DiffSettings,
     IgnoreRule,
+    KubedriftError,
     Severity,
     SeverityOverride,
 )
 from kubedrift.names import is_dns_subdomain
 
-GROUP = "kubedrift.dev"
-VERSION = "v1alpha1"
 DEFAULT_INTERVAL = "5m"
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
 DURATION_PATTERN = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$"
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 
 
-class PolicyError(ValueError):
+class PolicyError(KubedriftError, ValueError):
     """A DriftPolicy field is invalid; the message starts with the field path."""
 
 

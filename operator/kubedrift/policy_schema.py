@@ -21,7 +21,8 @@ from typing import Any
 import jsonschema
 import yaml
 
-from kubedrift.policy import GROUP, PolicyError
+from kubedrift.model import GROUP
+from kubedrift.policy import PolicyError
 
 CRD_RESOURCE = "crds/driftpolicy.yaml"
 _STRUCTURAL_CHILDREN = ("properties", "additionalProperties", "items")

@@ -1,4 +1,8 @@
-"""`kubedrift run`: the kopf operator plus the HTTP server (health now; metrics and API plug in)."""
+"""`kubedrift run`: the kopf operator plus the HTTP server (health, metrics, API).
+
+Peering is mandatory unless `--standalone`: two replicas must never both scan, so a missing peering
+object (deploy/peering.yaml) stops the start with an error instead of falling back to standalone.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ import logging
 import os
 import random
 import tempfile
+from dataclasses import dataclass
 from typing import Any
 
 import kopf
@@ -17,9 +22,10 @@ from kubedrift import digest
 from kubedrift import observers as scan_observers
 from kubedrift.cluster import digest_key
 from kubedrift.cluster.access import DEFAULT_ADMIN_NAMESPACE, Tenancy
-from kubedrift.cluster.client import ApiError, KubeClient
-from kubedrift.engine import Engine, ScanObserver
+from kubedrift.cluster.client import ApiError, KubeClient, resource_path
+from kubedrift.engine import Engine
 from kubedrift.handlers import PolicyLoops, register
+from kubedrift.model import ANNOTATION_PREFIX, FINALIZER
 from kubedrift.policy import parse_duration
 from kubedrift.publish.health import Readiness, create_app, start_server
 from kubedrift.scheduling import DEFAULT_MIN_INTERVAL, DEFAULT_SCAN_WORKERS, FairScanPool
@@ -28,7 +34,7 @@ from kubedrift.source.git import GitCache
 log = logging.getLogger("kubedrift")
 
 PEERING_NAME = "kubedrift"
-FINALIZER = "kubedrift.dev/cleanup"
+PEERING_GROUP, PEERING_VERSION = "kopf.dev", "v1"
 WATCH_SERVER_TIMEOUT = 300.0
 WATCH_CLIENT_TIMEOUT = 330.0
 CONNECT_TIMEOUT = 10.0
@@ -81,7 +87,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--peering-name", default=PEERING_NAME, help="kopf peering object (for HA replicas)")
     parser.add_argument("--priority", type=int, default=None,
                         help="peering priority (default: random, so one replica of several leads)")
-    parser.add_argument("--standalone", action="store_true", help="run without kopf peering")
+    parser.add_argument("--standalone", action="store_true",
+                        help="run without kopf peering (one replica only; without it the peering object must exist)")
     parser.add_argument("--verbose", action="store_true", help="debug logging")
 
 
@@ -93,30 +100,89 @@ def _admin_namespaces_default() -> str:
     return _env("POD_NAMESPACE", DEFAULT_ADMIN_NAMESPACE) or DEFAULT_ADMIN_NAMESPACE
 
 
-def build_observers(args: argparse.Namespace, readiness: Readiness, app: Any, client: KubeClient) -> list[ScanObserver]:
-    """Scan observers (history store, metrics) and their routes (/metrics, /api/v1) on `app`."""
-    audiences = [a.strip() for a in str(args.api_audiences or "").split(",") if a.strip()]
-    return scan_observers.build(app, readiness, client, mongodb_uri=args.mongodb_uri, namespace=args.namespace,
-                                api_audiences=audiences)
+def peering_problem(client: KubeClient, name: str, namespace: str | None) -> str | None:
+    """Why kopf peering cannot work (the CRD or the object is absent), or None when it can."""
+    if namespace:
+        what = f"KopfPeering {namespace}/{name}"
+        path = resource_path(PEERING_GROUP, PEERING_VERSION, "kopfpeerings", namespace, name)
+    else:
+        what = f"ClusterKopfPeering {name}"
+        path = resource_path(PEERING_GROUP, PEERING_VERSION, "clusterkopfpeerings", None, name)
+    try:
+        client.get(path)
+    except ApiError as exc:
+        if exc.not_found:
+            return (f"peering object {what} (kopf.dev/v1) not found: apply deploy/peering.yaml (its CRD and object"
+                    f"{' in that namespace' if namespace else ''}), or run a single replica with --standalone")
+        return f"cannot read peering object {what}: {exc}"
+    return None
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """Everything `kubedrift run` is configured with (flags, with environment fallbacks), read once here;
+    nothing deeper reads the environment."""
+
+    namespace: str | None
+    kubeconfig: str | None
+    http_port: int
+    git_cache: str
+    mongodb_uri: str | None
+    report_retention: float
+    git_timeout: float
+    log_format: str
+    peering_name: str
+    priority: int
+    standalone: bool
+    verbose: bool
+    instance: str
+    tenancy: Tenancy
+    min_interval: float
+    scan_workers: int
+    api_audiences: tuple[str, ...]
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> RunSettings:
+        """Raises ValueError (PolicyError too) naming the flag of an invalid value."""
+        return cls(
+            namespace=args.namespace or None,
+            kubeconfig=args.kubeconfig,
+            http_port=args.http_port,
+            git_cache=args.git_cache,
+            mongodb_uri=args.mongodb_uri or None,
+            report_retention=parse_duration(args.report_retention, "--report-retention"),
+            git_timeout=parse_duration(args.git_timeout, "--git-timeout"),
+            log_format=args.log_format,
+            peering_name=args.peering_name,
+            priority=args.priority if args.priority is not None else random.randint(1, 32767),
+            standalone=bool(args.standalone),
+            verbose=bool(args.verbose),
+            instance=_env("HOSTNAME") or f"kubedrift-{os.getpid()}",
+            tenancy=Tenancy.parse(args.admin_namespaces, args.default_service_account),
+            min_interval=parse_duration(args.min_interval, "--min-interval"),
+            scan_workers=_at_least_one(args.scan_workers, "--scan-workers"),
+            api_audiences=tuple(a.strip() for a in str(args.api_audiences or "").split(",") if a.strip()),
+        )
+
+
+def _at_least_one(value: int, flag: str) -> int:
+    if value < 1:
+        raise ValueError(f"{flag}: must be at least 1, not {value}")
+    return value
 
 
 def main(args: argparse.Namespace) -> int:
     kopf.configure(verbose=args.verbose, log_format=kopf.LogFormat[args.log_format.upper()])
     try:
-        retention = parse_duration(args.report_retention, "--report-retention")
-        git_timeout = parse_duration(args.git_timeout, "--git-timeout")
-        min_interval = parse_duration(args.min_interval, "--min-interval")
-        tenancy = Tenancy.parse(args.admin_namespaces, args.default_service_account)
+        run = RunSettings.from_args(args)
     except ValueError as exc:  # PolicyError too
         log.error("%s", exc)
         return 1
-    if args.scan_workers < 1:
-        log.error("--scan-workers: must be at least 1, not %d", args.scan_workers)
-        return 1
+    tenancy = run.tenancy
     log.info("admin namespaces: %s; default service account: %s",
              ", ".join(sorted(tenancy.admin_namespaces)) or "none", tenancy.default_service_account or "none")
     try:
-        client = KubeClient.from_environment(args.kubeconfig)
+        client = KubeClient.from_environment(run.kubeconfig)
     except Exception as exc:
         log.error("no Kubernetes configuration: %s", exc)
         return 1
@@ -126,16 +192,21 @@ def main(args: argparse.Namespace) -> int:
     except (ApiError, digest.DigestKeyError) as exc:
         log.error("cannot load the digest key (Secret %s/%s): %s", namespace, digest_key.SECRET_NAME, exc)
         return 1
+    if not run.standalone:
+        problem = peering_problem(client, run.peering_name, run.namespace)
+        if problem is not None:
+            log.error("%s", problem)
+            return 1
     readiness = Readiness()
     app = create_app(readiness)
-    observers = build_observers(args, readiness, app, client)
-    instance = os.environ.get("HOSTNAME", "") or f"kubedrift-{os.getpid()}"
-    engine = Engine(client, GitCache(args.git_cache), retention_seconds=retention, git_timeout=git_timeout,
-                    observers=observers, instance=instance, tenancy=tenancy, min_interval=min_interval)
+    observers = scan_observers.build(app, readiness, client, mongodb_uri=run.mongodb_uri, namespace=run.namespace,
+                                     api_audiences=run.api_audiences)
+    engine = Engine(client, GitCache(run.git_cache), retention_seconds=run.report_retention,
+                    git_timeout=run.git_timeout, observers=observers, instance=run.instance, tenancy=tenancy,
+                    min_interval=run.min_interval)
     registry = kopf.OperatorRegistry()
-    pool = FairScanPool(args.scan_workers)
-    register(registry, PolicyLoops(engine, pool, min_interval=min_interval))
-    priority = args.priority if args.priority is not None else random.randint(1, 32767)
+    pool = FairScanPool(run.scan_workers)
+    register(registry, PolicyLoops(engine, pool, min_interval=run.min_interval))
 
     @kopf.on.login(registry=registry)
     def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
@@ -143,24 +214,25 @@ def main(args: argparse.Namespace) -> int:
 
     @kopf.on.startup(registry=registry)
     def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
-        settings.peering.name = args.peering_name
-        settings.peering.priority = priority
-        settings.peering.mandatory = False
-        settings.peering.clusterwide = args.namespace is None
+        settings.peering.name = run.peering_name
+        settings.peering.priority = run.priority
+        settings.peering.mandatory = not run.standalone
+        settings.peering.standalone = run.standalone
+        settings.peering.clusterwide = run.namespace is None
         settings.watching.server_timeout = WATCH_SERVER_TIMEOUT
         settings.watching.client_timeout = WATCH_CLIENT_TIMEOUT
         settings.watching.connect_timeout = CONNECT_TIMEOUT
         settings.persistence.finalizer = FINALIZER
-        settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="kubedrift.dev")
+        settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=ANNOTATION_PREFIX)
         settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-            prefix="kubedrift.dev", key="last-handled-configuration")
+            prefix=ANNOTATION_PREFIX, key="last-handled-configuration")
         settings.posting.level = logging.WARNING  # kopf's own events only for problems
         settings.posting.reporting_component = "kubedrift"
-        settings.posting.reporting_instance = instance
+        settings.posting.reporting_instance = run.instance
 
     try:
         with contextlib.suppress(KeyboardInterrupt):
-            asyncio.run(_serve(args, registry, app, readiness, priority, client))
+            asyncio.run(_serve(run, registry, app, readiness, client))
     finally:
         pool.close()
     return 0
@@ -180,10 +252,10 @@ async def _check_kubernetes(client: KubeClient, readiness: Readiness) -> None:
         readiness.recover("kubernetes")
 
 
-async def _serve(args: argparse.Namespace, registry: kopf.OperatorRegistry, app: Any, readiness: Readiness,
-                 priority: int, client: KubeClient) -> None:
-    runner = await start_server(app, args.http_port)
-    log.info("serving /healthz and /readyz on port %d", args.http_port)
+async def _serve(run: RunSettings, registry: kopf.OperatorRegistry, app: Any, readiness: Readiness,
+                 client: KubeClient) -> None:
+    runner = await start_server(app, run.http_port)
+    log.info("serving /healthz and /readyz on port %d", run.http_port)
     ready_flag = asyncio.Event()
 
     async def mark_ready() -> None:
@@ -198,11 +270,11 @@ async def _serve(args: argparse.Namespace, registry: kopf.OperatorRegistry, app:
     try:
         await kopf.operator(
             registry=registry,
-            clusterwide=args.namespace is None,
-            namespaces=[args.namespace] if args.namespace else (),
-            standalone=True if args.standalone else None,
-            priority=priority,
-            peering_name=args.peering_name,
+            clusterwide=run.namespace is None,
+            namespaces=[run.namespace] if run.namespace else (),
+            standalone=True if run.standalone else None,
+            priority=run.priority,
+            peering_name=run.peering_name,
             ready_flag=ready_flag,
         )
     finally:

@@ -74,3 +74,11 @@ def test_prometheusrule_manifest_holds_the_same_rules() -> None:
     assert manifest["kind"] == "PrometheusRule"
     assert manifest["spec"] == yaml.safe_load(RULES.read_text()), (
         "prometheusrule.yaml is stale: run .venv/bin/python deploy/prometheus/render_prometheusrule.py")
+
+
+def test_servicemonitor_keeps_the_metrics_own_namespace_label() -> None:
+    # The metrics' `namespace` is the DriftPolicy's; without honorLabels Prometheus renames it
+    # `exported_namespace` and every alert would name the operator's namespace instead.
+    monitor = yaml.safe_load((RULES_DIR / "servicemonitor.yaml").read_text())
+    endpoints = monitor["spec"]["endpoints"]
+    assert endpoints and all(e.get("honorLabels") is True for e in endpoints)

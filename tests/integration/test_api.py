@@ -21,20 +21,21 @@ import requests
 import schemathesis
 from hypothesis import HealthCheck, settings
 from prometheus_client.parser import text_string_to_metric_families
-from tests.support.drifts import drift, scan
+from tests.support.drifts import drift
 from tests.support.emulator import EmulatorServer
 from tests.support.mongo import free_port, mongo_base_uri  # noqa: F401
+from tests.support.outcomes import Scans
 from tests.support.reviews import ADMIN, READER, USERS, ReviewingEmulator
 
 from kubedrift.cluster.client import KubeClient
-from kubedrift.model import Severity
+from kubedrift.model import SCAN_REQUEST_ANNOTATION, Severity
 from kubedrift.observers import store_health_hook
 from kubedrift.publish.api import register_api
 from kubedrift.publish.api_auth import FAILED_AUTH_LIMIT, FailedAuthLimiter, KubeAuthorizer
 from kubedrift.publish.health import Readiness, create_app, start_server
 from kubedrift.publish.metrics import DriftMetrics
 from kubedrift.publish.openapi import document
-from kubedrift.publish.scan_trigger import SCAN_REQUESTED_AT, AnnotationScanTrigger
+from kubedrift.publish.scan_trigger import AnnotationScanTrigger
 from kubedrift.runner import _check_kubernetes
 from kubedrift.store import DriftStore
 
@@ -89,10 +90,11 @@ def store(mongo_base_uri: str) -> Iterator[DriftStore]:  # noqa: F811
     web = drift("Deployment", "shop", "web")
     api = drift("Service", "shop", "api", severity=Severity.MEDIUM)
     pods = [drift("Deployment", "shop", f"worker-{i}", severity=Severity.LOW) for i in range(5)]
-    s.record_scan("ops/shop", scan(web, api, *pods), revision="r1", now=T0)
-    s.record_scan("ops/shop", scan(web, *pods), revision="r2", now=T0 + timedelta(hours=1))
-    s.record_scan("ops/billing", scan(drift("ConfigMap", "billing", "cfg", severity=Severity.CRITICAL)),
-                  revision="r1", now=T0)
+    shop = Scans("ops", "shop")
+    s.record_scan(shop.scan(web, api, *pods, revision="r1", at=T0))
+    s.record_scan(shop.scan(web, *pods, revision="r2", at=T0 + timedelta(hours=1)))
+    s.record_scan(Scans("ops", "billing").scan(drift("ConfigMap", "billing", "cfg", severity=Severity.CRITICAL),
+                                              revision="r1", at=T0))
     assert s.flush(20)
     yield s
     s.close()
@@ -103,7 +105,7 @@ def store(mongo_base_uri: str) -> Iterator[DriftStore]:  # noqa: F811
 @pytest.fixture(scope="module")
 def metrics() -> DriftMetrics:
     m = DriftMetrics()
-    m.observe_scan("ops", "shop", scan(drift("Deployment", "shop", "web")), duration=1.0, finished=T0)
+    m.observe(Scans().scan(drift("Deployment", "shop", "web"), at=T0), duration=1.0)
     return m
 
 
@@ -198,7 +200,7 @@ def test_analyze_needs_patch_and_stamps_the_policy(base_url: str, k8s: tuple[Emu
     assert accepted.status_code == 202 and accepted.json() == {"requested": ["ops/shop"]}
     policy = server.get("kubedrift.dev/v1alpha1", "DriftPolicy", "ops", "shop")
     assert policy is not None
-    stamp = policy["metadata"]["annotations"][SCAN_REQUESTED_AT]
+    stamp = policy["metadata"]["annotations"][SCAN_REQUEST_ANNOTATION]
     assert datetime.fromisoformat(stamp.replace("Z", "+00:00")).tzinfo is not None
     everything = requests.post(url, headers=ADMIN, timeout=30)
     assert everything.status_code == 202 and everything.json()["requested"] == ["ops/shop"]
@@ -328,7 +330,7 @@ def test_readyz_names_the_degraded_dependency_without_its_error_text() -> None:
     try:
         with AppThread(app) as url:
             assert requests.get(url + "/readyz", timeout=10).json() == {"status": "ok"}
-            dead.record_scan("ops/shop", scan(drift("Deployment", "shop", "web")), revision="r", now=T0)
+            dead.record_scan(Scans().scan(drift("Deployment", "shop", "web"), at=T0))
             deadline = time.monotonic() + 20
             while time.monotonic() < deadline and "degraded" not in requests.get(url + "/readyz", timeout=10).text:
                 time.sleep(0.1)

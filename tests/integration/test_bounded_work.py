@@ -62,6 +62,7 @@ def cluster(tmp_path: Path) -> Iterator[tuple[EmulatorServer, dict[str, str]]]:
     try:
         for crd in sorted((REPO / "crds").glob("*.yaml")):
             server.register_crd_file(crd)
+        server.install_peering(REPO)
         env = {**os.environ, "KUBECONFIG": str(server.write_kubeconfig(tmp_path / "kubeconfig")),
                "KUBEDRIFT_GIT_CACHE": str(tmp_path / "git-cache"), "KUBEDRIFT_ALLOW_INSECURE_HTTP": "1",
                "PYTHONUNBUFFERED": "1"}

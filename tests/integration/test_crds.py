@@ -10,19 +10,20 @@ from typing import Any
 import jsonschema
 import pytest
 import yaml
+from tests.support.outcomes import Scans
 
 from kubedrift.model import (
     Category,
     Change,
     DriftState,
+    PolicyRef,
     ResourceDrift,
     ResourceKey,
     ResourceRef,
-    ScanResult,
     Severity,
 )
 from kubedrift.policy import DURATION_PATTERN, parse_policy
-from kubedrift.publish.reports import PolicyRef, report_spec
+from kubedrift.publish.reports import report_spec
 from kubedrift.publish.status import ScanStatus, build_status
 
 REPO = Path(__file__).resolve().parents[2]
@@ -124,13 +125,14 @@ def test_what_the_operator_writes_fits_the_schemas() -> None:
               "status": {"state": "Active", "lastSeen": "2026-01-02T03:04:05Z"}}
     assert list(_validator("driftreport.yaml").iter_errors(report)) == []
 
-    status = build_status(ScanStatus(generation=3, now=now, result=ScanResult(resources=4, drifts=[drift]),
-                                     revision="abc123", scan_request="r1"), {})
+    scans = Scans("shop", "p")
+    status = build_status(ScanStatus(scans.scan(drift, at=now, revision="abc123"), generation=3,
+                                     scan_request="r1"), {})
     policy = dict(_example_policy(), status=status)
     assert list(_validator("driftpolicy.yaml").iter_errors(policy)) == []
     assert status["state"] == "Drifted" and status["highestSeverity"] == "high"
-    stalled = build_status(ScanStatus(generation=3, now=now, stalled_reason="GitError",
-                                      stalled_message="cannot reach\nthe repo"), status)
+    stalled = build_status(ScanStatus(scans.stall("GitError", at=now, message="cannot reach\nthe repo"),
+                                      generation=3), status)
     assert list(_validator("driftpolicy.yaml").iter_errors(dict(policy, status=stalled))) == []
     stalled_condition = next(c for c in stalled["conditions"] if c["type"] == "Stalled")
     assert stalled_condition["message"] == "cannot reach the repo"

@@ -142,6 +142,7 @@ def harness(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Harness]:
     cluster = EmulatorServer().start()
     for crd in sorted((REPO / "crds").glob("*.yaml")):
         cluster.register_crd_file(crd)
+    cluster.install_peering(REPO)
     kubeconfig = cluster.write_kubeconfig(tmp / "kubeconfig")
     log = tmp / "operator.log"
     port = _free_port()

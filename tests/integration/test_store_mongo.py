@@ -8,11 +8,12 @@ from datetime import UTC, datetime, timedelta
 
 import pymongo
 import pytest
-from tests.support.drifts import drift, scan
+from tests.support.drifts import drift
 from tests.support.mongo import MongoServer, free_port, mongo_base_uri, mongo_uri, own_mongo  # noqa: F401
+from tests.support.outcomes import Scans
 
-from kubedrift.model import Category, Severity
-from kubedrift.store import DriftStore, RecordQuery, SeedEntry, seeds_from_reports
+from kubedrift.model import ActiveDrift, Category, Severity
+from kubedrift.store import DriftStore, RecordQuery
 from kubedrift.store.records import EVENTS, RECORDS
 
 pytestmark = pytest.mark.integration
@@ -51,11 +52,12 @@ def raw(uri: str) -> pymongo.database.Database:  # type: ignore[type-arg]
 
 
 def test_lifecycle_episodes_and_statistics(store: DriftStore, mongo_uri: str) -> None:  # noqa: F811
-    store.record_scan(POLICY, scan(WEB, API), revision="r1", now=T0)
-    store.record_scan(POLICY, scan(WEB, API), revision="r1", now=T0 + timedelta(minutes=5))
-    store.record_scan(POLICY, scan(WEB), revision="r2", now=T0 + timedelta(hours=2))  # api fixed after 2h
-    store.record_scan(POLICY, scan(), revision="r3", now=T0 + timedelta(hours=4))  # web fixed after 4h
-    store.record_scan(POLICY, scan(WEB), revision="r3", now=T0 + timedelta(days=1))  # web drifts again
+    scans = Scans()
+    store.record_scan(scans.scan(WEB, API, revision="r1", at=T0))
+    store.record_scan(scans.scan(WEB, API, revision="r1", at=T0 + timedelta(minutes=5)))
+    store.record_scan(scans.scan(WEB, revision="r2", at=T0 + timedelta(hours=2)))  # api fixed after 2h
+    store.record_scan(scans.scan(revision="r3", at=T0 + timedelta(hours=4)))  # web fixed after 4h
+    store.record_scan(scans.scan(WEB, revision="r3", at=T0 + timedelta(days=1)))  # web drifts again
     assert store.flush(10)
 
     db = raw(mongo_uri)
@@ -84,9 +86,8 @@ def test_lifecycle_episodes_and_statistics(store: DriftStore, mongo_uri: str) ->
 
 def test_filters_and_pagination(store: DriftStore) -> None:
     drifts = [drift("Deployment", "shop", f"web-{i:02d}") for i in range(7)]
-    store.record_scan(POLICY, scan(*drifts, API), revision="r", now=T0)
-    store.record_scan("ops/other", scan(drift("ConfigMap", "billing", "cfg", severity=Severity.LOW)),
-                      revision="r", now=T0)
+    store.record_scan(Scans().scan(*drifts, API, at=T0))
+    store.record_scan(Scans("ops", "other").scan(drift("ConfigMap", "billing", "cfg", severity=Severity.LOW), at=T0))
     assert store.flush(10)
 
     items, total = store.list_records(RecordQuery(policy=POLICY, kind="Deployment", limit=3, offset=0))
@@ -99,29 +100,18 @@ def test_filters_and_pagination(store: DriftStore) -> None:
     assert store.statistics(RecordQuery(policy="ops/other"))["total"] == 1
 
 
-def test_restart_keeps_history_and_seeds_first_seen_only_for_an_empty_database(mongo_uri: str) -> None:  # noqa: F811
+def test_restart_keeps_history_and_first_seen_follows_the_outcome(mongo_uri: str) -> None:  # noqa: F811
+    scans = Scans()
     first = open_store(mongo_uri)
-    first.record_scan(POLICY, scan(WEB), revision="r", now=T0)
+    first.record_scan(scans.scan(WEB, at=T0))
     assert first.flush(10)
     first.close()
 
-    # A restarted operator passes DriftReports in; records that exist keep their own firstSeen.
+    # A restarted operator: the outcome carries firstSeen (from the DriftReports); a drift the database
+    # never saw (its write was lost) is stored with that firstSeen, not the time of this scan.
+    scans.active[API.id] = ActiveDrift(API.resource, API.severity, datetime(2026, 2, 1, tzinfo=UTC))
     second = open_store(mongo_uri)
-    reports = [
-        {"metadata": {"namespace": "ops", "name": "web"},
-         "spec": {"policy": "shop", "resourceId": "Deployment:shop:web"},
-         "status": {"state": "Active", "firstSeen": "2025-12-01T00:00:00Z"}},
-        {"metadata": {"namespace": "ops", "name": "api"},
-         "spec": {"policy": "shop", "resourceId": "Service:shop:api", "state": "Active",
-                  "firstSeen": "2026-02-01T00:00:00Z"}},
-        {"metadata": {"namespace": "ops", "name": "old"},
-         "spec": {"policy": "shop", "resourceId": "Service:shop:old", "state": "Resolved",
-                  "firstSeen": "2026-01-01T00:00:00Z"}},
-    ]
-    seeds = seeds_from_reports(reports)
-    assert {s.resource_id for s in seeds} == {"Deployment:shop:web", "Service:shop:api"}
-    assert second.seed_first_seen(seeds) == 2
-    second.record_scan(POLICY, scan(WEB, API), revision="r", now=T0 + timedelta(hours=1))
+    second.record_scan(scans.scan(WEB, API, at=T0 + timedelta(hours=1)))
     assert second.flush(10)
     web, api = second.get_record("Deployment:shop:web"), second.get_record("Service:shop:api")
     assert web is not None and web["firstSeen"] == "2026-03-01T12:00:00.000Z" and web["occurrences"] == 2
@@ -130,7 +120,7 @@ def test_restart_keeps_history_and_seeds_first_seen_only_for_an_empty_database(m
 
 
 def test_forget_policy_untracks_its_active_drift(store: DriftStore) -> None:
-    store.record_scan(POLICY, scan(WEB), revision="r", now=T0)
+    store.record_scan(Scans().scan(WEB, at=T0))
     store.forget_policy(POLICY, now=T0 + timedelta(minutes=1))
     assert store.flush(10)
     rec = store.get_record("Deployment:shop:web")
@@ -142,15 +132,16 @@ def test_mongodb_killed_mid_run_loses_and_duplicates_nothing(own_mongo: MongoSer
     uri = own_mongo.uri("history")
     store = open_store(uri)
     names = [f"web-{i}" for i in range(5)]
+    scans = Scans()
     try:
-        store.record_scan(POLICY, scan(drift("Deployment", "shop", names[0])), revision="r", now=T0)
+        store.record_scan(scans.scan(drift("Deployment", "shop", names[0]), at=T0))
         assert store.flush(10)
 
         own_mongo.kill()
         # Scans go on while MongoDB is down: the calls return at once, writes queue up.
         for i in range(1, 5):
-            result = scan(*(drift("Deployment", "shop", n) for n in names[: i + 1]))
-            store.record_scan(POLICY, result, revision="r", now=T0 + timedelta(minutes=i))
+            last = scans.scan(*(drift("Deployment", "shop", n) for n in names[: i + 1]), at=T0 + timedelta(minutes=i))
+            store.record_scan(last)
         assert wait_for(lambda: store.degraded_reason is not None)
         assert "MongoDB unavailable" in str(store.degraded_reason)
         assert store.pending >= 4
@@ -160,8 +151,7 @@ def test_mongodb_killed_mid_run_loses_and_duplicates_nothing(own_mongo: MongoSer
         assert store.degraded_reason is None
 
         # Applying the last scan again (as a retry after a lost acknowledgement would) changes nothing.
-        store.record_scan(POLICY, scan(*(drift("Deployment", "shop", n) for n in names)), revision="r",
-                          now=T0 + timedelta(minutes=4))
+        store.record_scan(last)
         assert store.flush(10)
 
         db = raw(uri)
@@ -182,12 +172,10 @@ def test_writes_never_block_when_mongodb_is_unreachable() -> None:
     store = DriftStore(f"mongodb://127.0.0.1:{free_port()}/kubedrift", timeout_ms=200, initial_backoff=0.05)
     store.start()
     try:
-        store.record_scan(POLICY, scan(WEB), revision="r", now=T0)
+        store.record_scan(Scans().scan(WEB, at=T0))
         assert store.pending == 1
         assert wait_for(lambda: store.degraded_reason is not None)
         assert store.pending == 1
-        seed = SeedEntry(POLICY, "Deployment:shop:web", T0)
-        assert store.seed_first_seen([seed]) == 1
     finally:
         store.close(flush_timeout=0.1)
 
@@ -204,8 +192,8 @@ def test_a_17_mb_value_is_bounded_and_holds_no_one_up(mongo_uri: str) -> None:  
     try:
         huge = drift("ConfigMap", "team-a", "blob", path="data.blob", desired="x" * (17 * 1024 * 1024),
                      live="y", category=Category.CONFIGURATION_CHANGE)
-        store.record_scan("team-a/big", scan(huge), revision="r", now=T0)
-        store.record_scan("team-b/small", scan(WEB), revision="r", now=T0)
+        store.record_scan(Scans("team-a", "big").scan(huge, at=T0))
+        store.record_scan(Scans("team-b", "small").scan(WEB, at=T0))
         assert store.flush(30)
         assert store.dropped == 0 and health == []  # nothing dropped, never a store-down signal
         big = store.get_record("ConfigMap:team-a:blob")
@@ -227,11 +215,12 @@ def test_a_write_mongodb_cannot_take_is_dropped_while_others_go_on(
     store.start()
     try:
         poisoned = drift("Deployment", "team-a", "web", desired=2**70, live=3)
-        store.record_scan("team-a/app", scan(poisoned), revision="r1", now=T0)
-        store.record_scan("team-a/app", scan(drift("Deployment", "team-a", "api")), revision="r2",
-                          now=T0 + timedelta(minutes=1))
+        team_a = Scans("team-a", "app")
+        store.record_scan(team_a.scan(poisoned, revision="r1", at=T0))
+        store.record_scan(team_a.scan(drift("Deployment", "team-a", "api"), revision="r2",
+                                      at=T0 + timedelta(minutes=1)))
         for i in range(3):
-            store.record_scan(f"team-b/p{i}", scan(WEB), revision="r", now=T0)
+            store.record_scan(Scans("team-b", f"p{i}").scan(WEB, at=T0))
 
         # Other tenants' history is written while team-a's bad write still waits for its retry.
         assert wait_for(lambda: all(store.get_record("Deployment:shop:web", policy=f"team-b/p{i}")

@@ -49,6 +49,7 @@ def test_history_metrics_and_api_follow_the_operator(tmp_path: Path, mongo_uri: 
     try:
         for crd in sorted((REPO / "crds").glob("*.yaml")):
             cluster.register_crd_file(crd)
+        cluster.install_peering(REPO)
         cluster.seed({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}})
         live = in_ns(load_one(DEPLOY_LIVE))
         live["spec"]["template"]["spec"]["containers"][0]["image"] = "nginx:9.9.9"  # a hand edit

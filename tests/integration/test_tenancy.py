@@ -190,6 +190,7 @@ def harness(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Harness]:
     cluster = EmulatorServer().start()
     for crd in sorted((REPO / "crds").glob("*.yaml")):
         cluster.register_crd_file(crd)
+    cluster.install_peering(REPO)
     _seed_rbac(cluster, REPO / "deploy" / "rbac.yaml")
     # The victim: a team whose config and secrets no other tenant may see.
     for body in ({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "victim"}},

@@ -641,6 +641,25 @@ class EmulatorServer:
         """(user, verb, path) of every request so far."""
         return self.run(lambda: list(self.emulator.audit))  # type: ignore[no-any-return]
 
+    def install_peering(self, repo: Path, namespace: str | None = None) -> None:
+        """deploy/'s kopf peering: its CRDs, and the objects the Deployment's init container applies
+        (the namespaced KopfPeering moved to `namespace` when given, for `--namespace` mode)."""
+        self.install_file(repo / "deploy" / "peering.yaml")
+        self.install_file(repo / "deploy" / "peering-object.yaml", namespace=namespace)
+
+    def install_file(self, path: Path, namespace: str | None = None) -> None:
+        """What `kubectl apply -f` would do with a manifest file: CRDs registered, the other objects stored
+        (namespaced ones in `namespace` when given)."""
+        docs = [d for d in yaml.safe_load_all(path.read_text()) if d]
+        for doc in docs:
+            if doc.get("kind") == "CustomResourceDefinition":
+                self.run(self.emulator.register_crd, doc)
+        for doc in docs:
+            if doc.get("kind") != "CustomResourceDefinition":
+                if namespace and doc.get("metadata", {}).get("namespace"):
+                    doc = {**doc, "metadata": {**doc["metadata"], "namespace": namespace}}
+                self.seed(doc)
+
     def forbid(self, group: str, plural: str) -> None:
         self.emulator.forbidden.add((group, plural))
 

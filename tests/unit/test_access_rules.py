@@ -7,13 +7,15 @@ from typing import Any
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-from tests.support.drifts import drift, scan
+from tests.support.drifts import drift
 
 from kubedrift.cluster.access import CLUSTER_SCOPED, OUTSIDE_NAMESPACE, ReadAccess, Tenancy
-from kubedrift.observers import seed_from_reports
+from kubedrift.model import PolicyRef, ScanResult
 from kubedrift.policy import PolicyError, parse_policy
 from kubedrift.publish.metrics import DriftMetrics
 from kubedrift.publish.ownership import owned_reports
+from kubedrift.publish.reports import ReportLedger
+from kubedrift.verdicts import judge
 
 TENANCY = Tenancy(frozenset({"platform"}))
 
@@ -88,8 +90,9 @@ def _report(namespace: str, policy: str, first_seen: str, owner_uid: str | None,
     if owner_uid is not None:
         meta["ownerReferences"] = [{"apiVersion": "kubedrift.dev/v1alpha1", "kind": "DriftPolicy", "name": "app",
                                     "uid": owner_uid, "controller": True}]
-    return {"metadata": meta, "spec": {"policy": policy, "resourceId": "Deployment:team-c:web",
-                                       "firstSeen": first_seen}, "status": {"state": "Active"}}
+    resource = {"apiVersion": "apps/v1", "kind": "Deployment", "namespace": "team-c", "name": "web"}
+    return {"metadata": meta, "spec": {"policy": policy, "resourceId": "Deployment:team-c:web", "resource": resource,
+                                       "severity": "high", "firstSeen": first_seen}, "status": {"state": "Active"}}
 
 
 def test_only_reports_owned_by_the_policy_in_its_namespace_are_believed() -> None:
@@ -102,10 +105,18 @@ def test_only_reports_owned_by_the_policy_in_its_namespace_are_believed() -> Non
     ]
     assert owned_reports([*forged, genuine], POLICIES) == [genuine]
 
-    metrics = DriftMetrics()
-    assert seed_from_reports([*forged, genuine], POLICIES, store=None, metrics=metrics) == 1
+    # Each scan takes the drift active before it (and its firstSeen) only from the policy's own reports.
+    policy = PolicyRef("team-c", "app", UID)
+    forged_here = [r for r in forged if r["metadata"]["namespace"] == "team-c"]
+    ledger = ReportLedger.of(policy, [{**r, "metadata": {**r["metadata"], "name": f"r{i}"}}
+                                      for i, r in enumerate([*forged_here, genuine])])
+    assert list(ledger.active()) == ["Deployment:team-c:web"]
     later = datetime(2026, 3, 1, tzinfo=UTC)
-    metrics.observe_scan("team-c", "app", scan(drift("Deployment", "team-c", "web")), duration=1.0, finished=later)
+    result = ScanResult(resources=1, drifts=[drift("Deployment", "team-c", "web")], compared={"Deployment:team-c:web"})
+    outcome = judge(policy, finished=later, result=result, declared=["Deployment:team-c:web"], unread={},
+                    previous=ledger.active())
+    metrics = DriftMetrics()
+    metrics.observe(outcome, duration=1.0)
     exported = [s for f in text_string_to_metric_families(metrics.exposition().decode()) for s in f.samples
                 if s.name == "kubedrift_drift_first_seen_timestamp_seconds"]
     assert [(s.labels["namespace"], s.labels["policy"], s.value) for s in exported] == [

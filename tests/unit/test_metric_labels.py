@@ -5,9 +5,10 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from prometheus_client.parser import text_string_to_metric_families
-from tests.support.drifts import drift, scan
+from tests.support.drifts import drift
+from tests.support.outcomes import Scans
 
-from kubedrift.model import ResourceDrift, ResourceKey
+from kubedrift.model import ResourceDrift, ResourceKey, ResourceRef
 from kubedrift.publish.metric_labels import MAX_SERIES_PER_POLICY
 from kubedrift.publish.metrics import DriftMetrics
 
@@ -29,6 +30,7 @@ def omitted(metrics: DriftMetrics, policy: str, reason: str) -> float | None:
 def rbac(kind: str, name: str) -> ResourceDrift:
     d = drift(kind, "", name)
     d.key = ResourceKey("rbac.authorization.k8s.io", kind, "", name)
+    d.resource = ResourceRef("rbac.authorization.k8s.io/v1", kind, "", name)
     return d
 
 
@@ -47,7 +49,7 @@ def test_names_that_kubernetes_would_refuse_never_become_label_values() -> None:
     fine = [drift("Deployment", "shop", "web"), drift("ConfigMap", "shop", "a." + "b" * 251),
             drift("Namespace", "", "shop"), rbac("ClusterRole", "system:aggregate-to-view")]
     m = DriftMetrics()
-    m.observe_scan("ops", "app", scan(*hostile, *fine), duration=1, finished=T0)
+    m.observe(Scans("ops", "app").scan(*hostile, *fine, at=T0), duration=1)
 
     exported = sorted((labels["kind"], labels["resource_namespace"], labels["name"])
                       for labels, _ in series(m, FIRST_SEEN))
@@ -63,28 +65,28 @@ def test_names_that_kubernetes_would_refuse_never_become_label_values() -> None:
 
 
 def test_series_per_policy_are_capped_and_places_go_to_drift_seen_first() -> None:
-    m = DriftMetrics(series_per_policy=5)
+    m, app = DriftMetrics(series_per_policy=5), Scans("ops", "app")
     drifts = [drift("Deployment", "shop", f"web-{i}") for i in range(8)]
-    m.observe_scan("ops", "app", scan(*drifts), duration=1, finished=T0)
+    m.observe(app.scan(*drifts, at=T0), duration=1)
     assert len(series(m, FIRST_SEEN)) == 5 and omitted(m, "app", "limit") == 3
     names = {labels["name"] for labels, _ in series(m, FIRST_SEEN)}
 
     later = T0 + timedelta(minutes=5)
-    m.observe_scan("ops", "app", scan(*drifts, drift("Deployment", "shop", "aaa-new")), duration=1, finished=later)
+    m.observe(app.scan(*drifts, drift("Deployment", "shop", "aaa-new"), at=later), duration=1)
     assert {labels["name"] for labels, _ in series(m, FIRST_SEEN)} == names  # places are kept
     assert omitted(m, "app", "limit") == 4
 
     # One exported drift resolves: a waiting one takes the place with its true first-seen time.
     gone = sorted(names)[0]
     rest = [d for d in drifts if d.resource.name != gone]
-    m.observe_scan("ops", "app", scan(*rest), duration=1, finished=later + timedelta(minutes=5))
+    m.observe(app.scan(*rest, at=later + timedelta(minutes=5)), duration=1)
     now_exported = {labels["name"]: v for labels, v in series(m, FIRST_SEEN)}
     assert len(now_exported) == 5 and gone not in now_exported
     assert set(now_exported.values()) == {T0.timestamp()}
     assert omitted(m, "app", "limit") == 2
 
     # Another policy has its own places.
-    m.observe_scan("ops", "other", scan(drift("Deployment", "shop", "web-0")), duration=1, finished=T0)
+    m.observe(Scans("ops", "other").scan(drift("Deployment", "shop", "web-0"), at=T0), duration=1)
     assert any(labels["policy"] == "other" for labels, _ in series(m, FIRST_SEEN))
     m.forget_policy("ops", "app")
     assert omitted(m, "app", "limit") is None
@@ -94,6 +96,6 @@ def test_series_per_policy_are_capped_and_places_go_to_drift_seen_first() -> Non
 def test_the_default_cap() -> None:
     m = DriftMetrics()
     many = [drift("ConfigMap", "shop", f"cm-{i}") for i in range(MAX_SERIES_PER_POLICY + 100)]
-    m.observe_scan("ops", "app", scan(*many), duration=1, finished=T0)
+    m.observe(Scans("ops", "app").scan(*many, at=T0), duration=1)
     assert len(series(m, FIRST_SEEN)) == MAX_SERIES_PER_POLICY
     assert omitted(m, "app", "limit") == 100

@@ -5,7 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from prometheus_client.parser import text_string_to_metric_families
-from tests.support.drifts import drift, scan
+from tests.support.drifts import drift
+from tests.support.outcomes import Scans
 
 from kubedrift.model import Severity
 from kubedrift.publish.metrics import DriftMetrics
@@ -29,10 +30,10 @@ def value(metrics: DriftMetrics, metric: str, **labels: str) -> float | None:
 
 
 def test_drift_then_resolution() -> None:
-    m = DriftMetrics()
+    m, scans = DriftMetrics(), Scans()
     web = drift("Deployment", "shop", "web", severity=Severity.HIGH)
     cfg = drift("ConfigMap", "shop", "cfg", severity=Severity.LOW)
-    m.observe_scan("ops", "shop", scan(web, cfg), duration=1.5, finished=T0, interval_seconds=300)
+    m.observe(scans.scan(web, cfg, at=T0, interval_seconds=300), duration=1.5)
 
     assert value(m, "kubedrift_policy_state", policy="shop", namespace="ops") == 1
     assert value(m, "kubedrift_drifted_resources", policy="shop", severity="high") == 1
@@ -43,61 +44,86 @@ def test_drift_then_resolution() -> None:
     assert sorted((s["kind"], s["resource_namespace"], s["name"], s["severity"]) for s, _ in first) == [
         ("ConfigMap", "shop", "cfg", "low"), ("Deployment", "shop", "web", "high")]
     assert all(v == T0.timestamp() for _, v in first)
-    assert value(m, "kubedrift_drifts_detected_total") == 2
-    assert value(m, "kubedrift_scan_duration_seconds_count") == 1
+    assert value(m, "kubedrift_drifts_detected_total", policy="shop", namespace="ops") == 2
+    assert value(m, "kubedrift_scan_duration_seconds_count", policy="shop") == 1
+    assert value(m, "kubedrift_build_info") == 1
 
     # Later: web still drifted (first seen unchanged), cfg fixed.
     later = T0 + timedelta(minutes=5)
-    m.observe_scan("ops", "shop", scan(web), duration=0.5, finished=later)
+    m.observe(scans.scan(web, at=later), duration=0.5)
     first = samples(m)["kubedrift_drift_first_seen_timestamp_seconds"]
     assert [(s["name"], v) for s, v in first] == [("web", T0.timestamp())]
-    assert value(m, "kubedrift_drifts_resolved_total") == 1
+    assert value(m, "kubedrift_drifts_resolved_total", policy="shop") == 1
 
-    m.observe_scan("ops", "shop", scan(), duration=0.5, finished=later + timedelta(minutes=5))
+    m.observe(scans.scan(at=later + timedelta(minutes=5)), duration=0.5)
     assert "kubedrift_drift_first_seen_timestamp_seconds" not in samples(m)
     assert value(m, "kubedrift_policy_state", policy="shop", namespace="ops") == 0
-    assert value(m, "kubedrift_drifts_resolved_total") == 2
+    assert value(m, "kubedrift_drifts_resolved_total", policy="shop") == 2
 
 
 def test_severity_change_moves_the_series_and_keeps_first_seen() -> None:
-    m = DriftMetrics()
-    m.observe_scan("ops", "shop", scan(drift("Deployment", "shop", "web", severity=Severity.MEDIUM)),
-                   duration=1, finished=T0)
-    m.observe_scan("ops", "shop", scan(drift("Deployment", "shop", "web", severity=Severity.CRITICAL)),
-                   duration=1, finished=T0 + timedelta(hours=1))
+    m, scans = DriftMetrics(), Scans()
+    m.observe(scans.scan(drift("Deployment", "shop", "web", severity=Severity.MEDIUM), at=T0), duration=1)
+    m.observe(scans.scan(drift("Deployment", "shop", "web", severity=Severity.CRITICAL), at=T0 + timedelta(hours=1)),
+              duration=1)
     first = samples(m)["kubedrift_drift_first_seen_timestamp_seconds"]
     assert [(s["severity"], v) for s, v in first] == [("critical", T0.timestamp())]
-    assert value(m, "kubedrift_drifts_detected_total") == 1
+    assert value(m, "kubedrift_drifts_detected_total", policy="shop") == 1
 
 
 def test_failed_scan_sets_error_state_and_counts_reasons_without_touching_drift() -> None:
-    m = DriftMetrics()
-    m.observe_scan("ops", "shop", scan(drift("Deployment", "shop", "web")), duration=1, finished=T0)
-    m.observe_scan("ops", "shop", None, duration=2, finished=T0 + timedelta(minutes=5), error_reason="GitError")
-    m.observe_scan("ops", "shop", None, duration=2, finished=T0 + timedelta(minutes=10),
-                   error_reason="some new reason with sha 1234abcd")
-    m.observe_scan("ops", "shop", scan(drift("Deployment", "shop", "web")), duration=1,
-                   finished=T0 + timedelta(minutes=15), read_errors=2)
-    assert value(m, "kubedrift_scan_errors_total", reason="GitError") == 1
+    m, scans = DriftMetrics(), Scans()
+    m.observe(scans.scan(drift("Deployment", "shop", "web"), at=T0), duration=1)
+    m.observe(scans.stall("GitError", at=T0 + timedelta(minutes=5)), duration=2)
+    m.observe(scans.stall("some new reason with sha 1234abcd", at=T0 + timedelta(minutes=10)), duration=2)
+    assert value(m, "kubedrift_policy_state", policy="shop") == 2
+    assert len(samples(m)["kubedrift_drift_first_seen_timestamp_seconds"]) == 1
+    assert value(m, "kubedrift_drifted_resources", policy="shop", severity="high") == 1
+    assert value(m, "kubedrift_scan_errors_total", reason="GitError", policy="shop") == 1
     assert value(m, "kubedrift_scan_errors_total", reason="Other") == 1
-    assert value(m, "kubedrift_scan_errors_total", reason="PartialRead") == 2
     assert value(m, "kubedrift_git_fetch_errors_total", policy="shop") == 1
-    assert value(m, "kubedrift_api_read_errors_total", policy="shop") == 2
     reasons = {s["reason"] for s, _ in samples(m)["kubedrift_scan_errors_total"]}
     assert "some new reason with sha 1234abcd" not in reasons
-    assert len(samples(m)["kubedrift_drift_first_seen_timestamp_seconds"]) == 1
-    m.observe_scan("ops", "shop", None, duration=1, finished=T0 + timedelta(minutes=20), error_reason="GitError")
+
+
+def test_partial_scan_is_error_state_and_keeps_what_was_not_compared() -> None:
+    m, scans = DriftMetrics(), Scans()
+    web = drift("Deployment", "shop", "web")
+    cfg = drift("ConfigMap", "shop", "cfg", severity=Severity.LOW)
+    m.observe(scans.scan(web, cfg, at=T0), duration=1)
+    # ConfigMaps cannot be listed (403): cfg is not compared; web is fixed and resolves.
+    m.observe(scans.scan(at=T0 + timedelta(minutes=5), unread={cfg.id: "forbidden"}), duration=1)
     assert value(m, "kubedrift_policy_state", policy="shop") == 2
+    first = samples(m)["kubedrift_drift_first_seen_timestamp_seconds"]
+    assert [(s["name"], v) for s, v in first] == [("cfg", T0.timestamp())]
+    assert value(m, "kubedrift_drifted_resources", policy="shop", severity="low") == 1
+    assert value(m, "kubedrift_drifts_resolved_total", policy="shop") == 1
+    assert value(m, "kubedrift_scan_errors_total", reason="PartialRead", policy="shop") == 1
+    assert value(m, "kubedrift_api_read_errors_total", policy="shop") == 1
+    # Readable again and unchanged: nothing resolves, nothing is detected anew.
+    m.observe(scans.scan(cfg, at=T0 + timedelta(minutes=10)), duration=1)
+    assert value(m, "kubedrift_policy_state", policy="shop") == 1
+    assert value(m, "kubedrift_drifts_detected_total", policy="shop") == 2
+    assert value(m, "kubedrift_drift_first_seen_timestamp_seconds", name="cfg") == T0.timestamp()
 
 
-def test_seeded_first_seen_and_policy_deletion() -> None:
-    m = DriftMetrics()
-    seeded = T0 - timedelta(days=4)
-    m.seed_first_seen("ops", "shop", {"Deployment:shop:web": seeded})
-    m.observe_scan("ops", "shop", scan(drift("Deployment", "shop", "web")), duration=1, finished=T0,
-                   interval_seconds=60)
-    assert value(m, "kubedrift_drift_first_seen_timestamp_seconds", name="web") == seeded.timestamp()
-    m.observe_scan("other", "p", scan(), duration=1, finished=T0)
+def test_release_drops_drift_series_and_a_later_outcome_rebuilds_them() -> None:
+    m, scans = DriftMetrics(), Scans()
+    m.observe(scans.scan(drift("Deployment", "shop", "web"), at=T0), duration=1)
+    m.release_policy("ops", "shop")
+    exposed = samples(m)
+    for name in ("kubedrift_drift_first_seen_timestamp_seconds", "kubedrift_drifted_resources",
+                 "kubedrift_policy_state", "kubedrift_last_successful_scan_timestamp_seconds"):
+        assert all(labels.get("policy") != "shop" for labels, _ in exposed.get(name, [])), name
+    m.observe(scans.scan(drift("Deployment", "shop", "web"), at=T0 + timedelta(hours=1)), duration=1)
+    assert value(m, "kubedrift_drift_first_seen_timestamp_seconds", name="web") == T0.timestamp()
+    assert value(m, "kubedrift_drifts_detected_total", policy="shop") == 1
+
+
+def test_policy_deletion_drops_every_series_of_it() -> None:
+    m, other = DriftMetrics(), Scans("other", "p")
+    m.observe(Scans().scan(drift("Deployment", "shop", "web"), at=T0, interval_seconds=60), duration=1)
+    m.observe(other.scan(at=T0), duration=1)
     m.forget_policy("ops", "shop")
     exposed = samples(m)
     assert all(labels.get("policy") != "shop" for series in exposed.values() for labels, _ in series)
@@ -106,8 +132,8 @@ def test_seeded_first_seen_and_policy_deletion() -> None:
 
 def test_registries_are_independent() -> None:
     a, b = DriftMetrics(), DriftMetrics()
-    a.observe_scan("ops", "shop", scan(drift("Deployment", "shop", "web")), duration=1, finished=T0)
-    assert value(b, "kubedrift_drifts_detected_total") == 0
+    a.observe(Scans().scan(drift("Deployment", "shop", "web"), at=T0), duration=1)
+    assert value(b, "kubedrift_drifts_detected_total") is None
 
 
 def test_store_gauges_exist_only_with_a_store_and_follow_it() -> None:
@@ -125,6 +151,6 @@ def test_first_seen_counts_from_the_earliest_attributed_change() -> None:
     m = DriftMetrics()
     edited = drift("Deployment", "shop", "web")
     edited.since = "2026-01-03T12:00:00Z"
-    m.observe_scan("ops", "shop", scan(edited, drift("ConfigMap", "shop", "cfg")), duration=1.0, finished=T0)
+    m.observe(Scans().scan(edited, drift("ConfigMap", "shop", "cfg"), at=T0), duration=1.0)
     first = {s["name"]: v for s, v in samples(m)["kubedrift_drift_first_seen_timestamp_seconds"]}
     assert first == {"web": datetime(2026, 1, 3, 12, 0, 0, tzinfo=UTC).timestamp(), "cfg": T0.timestamp()}

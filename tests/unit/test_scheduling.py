@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from kubedrift.handlers import interval_of
+from kubedrift.handlers import schedule_of
 from kubedrift.scheduling import FairScanPool, request_cooldown
 
 
@@ -108,7 +108,12 @@ async def test_the_default_executor_stays_free_while_every_scan_worker_hangs() -
 
 
 def test_intervals_have_a_floor() -> None:
-    assert interval_of({"interval": "1ms"}, min_interval=30.0) == 30.0
-    assert interval_of({"interval": "5m"}, min_interval=30.0) == 300.0
-    assert interval_of({"interval": "nonsense"}, min_interval=30.0) == 300.0  # the default, 5m
+    def policy(interval: str, suspend: bool = False) -> dict[str, Any]:
+        return {"metadata": {"namespace": "ops", "name": "p"},
+                "spec": {"source": {"repoURL": "https://git.example/r.git"}, "interval": interval,
+                         "suspend": suspend}}
+
+    assert schedule_of(policy("1ms"), min_interval=30.0) == (30.0, False)
+    assert schedule_of(policy("5m", suspend=True), min_interval=30.0) == (300.0, True)
+    assert schedule_of(policy("nonsense"), min_interval=30.0) == (300.0, False)  # the default, 5m
     assert request_cooldown(30.0) == 5.0 and request_cooldown(1.0) == 1.0

@@ -5,10 +5,12 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from tests.support.drifts import drift, scan
+import pytest
+from tests.support.drifts import drift
+from tests.support.outcomes import Scans
 
 from kubedrift.digest import value_digest
-from kubedrift.model import Category, LoadError, Severity
+from kubedrift.model import Category, ScanOutcome, Severity
 from kubedrift.store.records import ScanJob, Write, bson_time, plan_scan
 from kubedrift.store.writer import RetryingWriter
 
@@ -33,85 +35,92 @@ def apply(db: dict[str, dict[str, Any]], writes: list[Write]) -> None:
             doc[k] = doc.get(k, 0) + v
 
 
-def run(db: dict[str, dict[str, Any]], result: Any, at: datetime, **kw: Any) -> list[str]:
-    plan = plan_scan(ScanJob.of(POLICY, result, revision="abc", at=at, **kw), db)
+def run(db: dict[str, dict[str, Any]], outcome: ScanOutcome) -> list[str]:
+    plan = plan_scan(ScanJob.of(outcome), db)
     apply(db, plan.records)
     return [w.update["$setOnInsert"]["type"] + ":" + w.update["$setOnInsert"]["resourceId"] for w in plan.events]
 
 
 def test_lifecycle_active_changed_resolved_and_new_episode() -> None:
     db: dict[str, dict[str, Any]] = {}
+    scans = Scans()
     web = drift("Deployment", "shop", "web")
-    assert run(db, scan(web), T0) == ["detected:Deployment:shop:web"]
+    assert run(db, scans.scan(web, at=T0, revision="abc")) == ["detected:Deployment:shop:web"]
     rec = db["Deployment:shop:web"]
-    assert rec["state"] == "active" and rec["firstSeen"] == bson_time(T0) and rec["occurrences"] == 1
+    # firstSeen in whole seconds, as the DriftReport keeps it (the next scan reads it back from there)
+    assert rec["state"] == "active" and rec["firstSeen"] == T0.replace(microsecond=0) and rec["occurrences"] == 1
 
-    assert run(db, scan(web), T0 + timedelta(minutes=5)) == []
-    assert rec["occurrences"] == 2 and rec["firstSeen"] == bson_time(T0)
+    assert run(db, scans.scan(web, at=T0 + timedelta(minutes=5))) == []
+    assert rec["occurrences"] == 2 and rec["firstSeen"] == T0.replace(microsecond=0)
 
     changed = drift("Deployment", "shop", "web", live=7)
-    assert run(db, scan(changed), T0 + timedelta(minutes=10)) == ["changed:Deployment:shop:web"]
+    assert run(db, scans.scan(changed, at=T0 + timedelta(minutes=10))) == ["changed:Deployment:shop:web"]
     assert rec["changes"][0]["live"] == 7
 
-    assert run(db, scan(), T0 + timedelta(hours=1)) == ["resolved:Deployment:shop:web"]
+    assert run(db, scans.scan(at=T0 + timedelta(hours=1), revision="abc")) == ["resolved:Deployment:shop:web"]
     assert rec["state"] == "resolved" and rec["resolvedAt"] == bson_time(T0 + timedelta(hours=1))
-    assert rec["resolveSecondsTotal"] == 3600.0 and rec["resolvedEpisodes"] == 1
+    assert rec["resolveSecondsTotal"] == pytest.approx(3600.123) and rec["resolvedEpisodes"] == 1
     assert "abc" in rec["resolution"]
 
     later = T0 + timedelta(days=1)
-    assert run(db, scan(web), later) == ["detected:Deployment:shop:web"]
-    assert rec["state"] == "active" and rec["episode"] == 2 and rec["firstSeen"] == bson_time(later)
+    assert run(db, scans.scan(web, at=later)) == ["detected:Deployment:shop:web"]
+    assert rec["state"] == "active" and rec["episode"] == 2 and rec["firstSeen"] == later.replace(microsecond=0)
     assert rec["resolvedAt"] is None and rec["occurrences"] == 4
 
 
 def test_replaying_a_scan_plans_nothing() -> None:
     db: dict[str, dict[str, Any]] = {}
+    scans = Scans()
     web = drift("Deployment", "shop", "web")
-    run(db, scan(web), T0)
-    run(db, scan(), T0 + timedelta(minutes=1))
+    first = scans.scan(web, at=T0)
+    run(db, first)
+    resolved = scans.scan(at=T0 + timedelta(minutes=1))
+    run(db, resolved)
     snapshot = {k: dict(v) for k, v in db.items()}
-    assert run(db, scan(), T0 + timedelta(minutes=1)) == []
-    assert run(db, scan(web), T0) == []  # an older scan never rewinds a record
+    assert run(db, resolved) == []
+    assert run(db, first) == []  # an older scan never rewinds a record
     assert db == snapshot
 
 
-def test_scan_with_errors_does_not_resolve_unless_compared_ids_are_given() -> None:
+def test_not_compared_keeps_record_and_episode_undeclared_untracks() -> None:
     db: dict[str, dict[str, Any]] = {}
-    run(db, scan(drift("Deployment", "shop", "web"), drift("Service", "shop", "api")), T0)
-    broken = scan()
-    broken.errors.append(LoadError("apps/web.yaml", "bad yaml"))
-    assert run(db, broken, T0 + timedelta(minutes=1)) == []
-    assert db["Deployment:shop:web"]["state"] == "active"
+    scans = Scans()
+    web, api = drift("Deployment", "shop", "web"), drift("Service", "shop", "api")
+    run(db, scans.scan(web, api, at=T0))
+    before = {k: dict(v) for k, v in db.items()}
+    # A manifest file broke: nothing was compared against the drift we knew, nothing is written.
+    assert run(db, scans.scan(at=T0 + timedelta(minutes=1), incomplete="apps/web.yaml: bad yaml")) == []
+    assert run(db, scans.scan(at=T0 + timedelta(minutes=2), unread={api.id: "forbidden", web.id: "403"})) == []
+    assert db == before
+    # Readable again, still drifted: the same episode goes on, firstSeen unchanged.
+    assert run(db, scans.scan(web, api, at=T0 + timedelta(minutes=3))) == []
+    assert db[web.id]["episode"] == 1 and db[web.id]["firstSeen"] == T0.replace(microsecond=0)
 
-    events = run(db, broken, T0 + timedelta(minutes=2), compared={"Service:shop:api"})
+    events = run(db, scans.scan(at=T0 + timedelta(minutes=4), undeclared=[web.id]))
     assert sorted(events) == ["resolved:Service:shop:api", "untracked:Deployment:shop:web"]
-    assert db["Deployment:shop:web"]["state"] == "none"
-    assert db["Service:shop:api"]["state"] == "resolved"
+    assert db[web.id]["state"] == "none" and db[api.id]["state"] == "resolved"
 
 
-def test_seeded_first_seen_is_used_for_new_records_only() -> None:
+def test_first_seen_follows_the_outcome_when_the_database_is_new() -> None:
+    scans = Scans()
+    web = drift("Deployment", "shop", "web")
+    scans.scan(web, at=T0 - timedelta(days=3))  # known from before (in the operator: a DriftReport)
     db: dict[str, dict[str, Any]] = {}
-    seeded = T0 - timedelta(days=3)
-    job = ScanJob.of(POLICY, scan(drift("Deployment", "shop", "web")), revision="r", at=T0)
-    apply(db, plan_scan(job, db, {"Deployment:shop:web": bson_time(seeded)}).records)
-    assert db["Deployment:shop:web"]["firstSeen"] == bson_time(seeded)
-    # A seed from the future (clock skew) never makes firstSeen later than the first sighting.
-    db2: dict[str, dict[str, Any]] = {}
-    apply(db2, plan_scan(job, db2, {"Deployment:shop:web": T0 + timedelta(days=1)}).records)
-    assert db2["Deployment:shop:web"]["firstSeen"] == bson_time(T0)
+    assert run(db, scans.scan(web, at=T0)) == ["detected:Deployment:shop:web"]
+    assert db[web.id]["firstSeen"] == (T0 - timedelta(days=3)).replace(microsecond=0)
 
 
 def test_secret_values_are_stored_only_as_digests() -> None:
     leaked = drift("Secret", "shop", "db", path="data.password", desired="aHVudGVyMg==", live="c2VjcmV0",
                    category=Category.SECRET_CHANGE, severity=Severity.HIGH)
-    job = ScanJob.of(POLICY, scan(leaked), revision="r", at=T0)
-    change = job.drifts[0].changes[0]
+    job = ScanJob.of(Scans().scan(leaked, at=T0))
+    change = job.drifted[0].snapshot.changes[0]
     assert change["desired"] == value_digest("aHVudGVyMg==") and change["live"] == value_digest("c2VjcmV0")
     assert str(change["desired"]).startswith("hmac:") and change["desired"] != change["live"]
     assert "aHVudGVyMg==" not in repr(plan_scan(job, {}))
     already = drift("Secret", "shop", "db", path="data.password", desired="hmac:0123456789ab", live=None,
                     category=Category.SECRET_CHANGE)
-    kept = ScanJob.of(POLICY, scan(already), revision="r", at=T0).drifts[0].changes[0]
+    kept = ScanJob.of(Scans().scan(already, at=T0)).drifted[0].snapshot.changes[0]
     assert kept["desired"] == "hmac:0123456789ab" and kept["live"] is None
 
 
@@ -164,6 +173,6 @@ def test_first_seen_counts_from_the_earliest_attributed_change() -> None:
     db: dict[str, dict[str, Any]] = {}
     edited = drift("Deployment", "shop", "web")
     edited.since = "2025-12-24T08:00:00Z"
-    run(db, scan(edited, drift("Deployment", "shop", "api")), T0)
+    run(db, Scans().scan(edited, drift("Deployment", "shop", "api"), at=T0))
     assert db["Deployment:shop:web"]["firstSeen"] == datetime(2025, 12, 24, 8, 0, tzinfo=UTC)
-    assert db["Deployment:shop:api"]["firstSeen"] == bson_time(T0)
+    assert db["Deployment:shop:api"]["firstSeen"] == T0.replace(microsecond=0)

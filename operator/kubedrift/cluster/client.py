@@ -17,13 +17,15 @@ from urllib.parse import quote
 import kubernetes
 from kubernetes.client.exceptions import ApiException
 
+from kubedrift.model import KubedriftError
+
 DEFAULT_TIMEOUT = 30.0
 
 MERGE_PATCH = "application/merge-patch+json"
 JSON_PATCH = "application/json-patch+json"
 
 
-class ApiError(Exception):
+class ApiError(KubedriftError):
     """A non-2xx answer from the API server (or no answer at all: status 0)."""
 
     def __init__(self, status: int, reason: str, message: str) -> None:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import itertools
+import logging
 from collections.abc import Collection, Iterable, Iterator, Sequence
+from dataclasses import replace
 from typing import Any
 
 from kubedrift.diff.applied import applied_not_declared
@@ -33,6 +35,8 @@ from kubedrift.model import (
     ScanResult,
     Severity,
 )
+
+log = logging.getLogger(__name__)
 
 # Kinds that moved API group: a manifest still written for the old group is the same object live.
 GROUP_ALIASES = {
@@ -223,7 +227,7 @@ def _undeclared_items(
 
 def _missing(desired: KubeObject, ref: ResourceRef, key: ResourceKey, settings: DiffSettings) -> ResourceDrift:
     change = Change(MISSING_PATH, "present", "absent", Category.MISSING, default_severity(Category.MISSING, 0, 0))
-    change.severity = override_severity(change, key, settings.severity_overrides)
+    change = replace(change, severity=override_severity(change, key, settings.severity_overrides))
     view = DriftView(unkey(normalize(desired.body)), None)
     return ResourceDrift(ref, key, DriftState.MISSING, change.severity, score([change], missing=True), [change], view)
 
@@ -302,8 +306,7 @@ def compare_object(
             changed_by=writer.manager if writer else None,
             changed_at=writer.time if writer else None,
         )
-        change.severity = override_severity(change, key, settings.severity_overrides)
-        changes.append(change)
+        changes.append(replace(change, severity=override_severity(change, key, settings.severity_overrides)))
     changes.sort(key=lambda c: c.path)
     severity = max((c.severity for c in changes), default=Severity.LOW)
     view = DriftView(unkey(p_desired), unkey(_with_values(p_live, hand_added)))
@@ -347,14 +350,20 @@ def compare_objects(
         if twin is not None and is_ignored_object(twin.body):
             continue
         result.resources += 1
+        result.compared.add(key.id)
         try:
             drift = compare_object(obj, twin, settings, autoscaled=(key.namespace, key.kind, key.name) in autoscaled,
                                    key=key, crds=facts)
         except JqError as exc:  # an ignore rule's expression overran its limits: say which
-            result.errors.append(LoadError(obj.source or key.id, f"{key.id}: cannot compare: {exc}"))
+            message = f"{key.id}: cannot compare: {exc}"
+            result.errors.append(LoadError(obj.source or key.id, message))
+            result.failed[key.id] = message
             continue
         except Exception as exc:  # one object that cannot be compared never stops the scan
-            result.errors.append(LoadError(obj.source or key.id, f"{key.id}: cannot compare: {type(exc).__name__}"))
+            message = f"{key.id}: cannot compare: {type(exc).__name__}"
+            log.debug("cannot compare %s", key.id, exc_info=True)
+            result.errors.append(LoadError(obj.source or key.id, message))
+            result.failed[key.id] = message
             continue
         if drift is not None:
             result.drifts.append(drift)

@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 from aiohttp import web
 
+from kubedrift.model import KubedriftError
 from kubedrift.publish.api_auth import (
     READ_RECORDS,
     AuthError,
@@ -45,10 +46,12 @@ class RecordReader(Protocol):
     def statistics(self, scope: RecordQuery | None = None) -> dict[str, Any]: ...
 
 
-class ApiError(Exception):
+class HttpError(KubedriftError):
+    """An answer of the REST API other than 2xx: `status`, and the query `field` at fault when there is one."""
+
     def __init__(self, status: int, message: str, field: str | None = None) -> None:
         super().__init__(message)
-        self.status, self.message, self.field = status, message, field
+        self.status, self.field = status, field
 
 
 def error_response(status: int, message: str, field: str | None = None) -> web.Response:
@@ -93,7 +96,7 @@ class _Api:
             if exc.status == 401:
                 self.limiter.failed(client)
             return error_response(exc.status, exc.message)
-        except ApiError as exc:
+        except HttpError as exc:
             return error_response(exc.status, exc.message, exc.field)
         except QueryError as exc:
             return error_response(400, str(exc), exc.field)
@@ -109,7 +112,7 @@ class _Api:
 
     def _reader(self) -> RecordReader:
         if self.store is None:
-            raise ApiError(503, "drift history is off: the operator runs without MONGODB_URI")
+            raise HttpError(503, "drift history is off: the operator runs without MONGODB_URI")
         return self.store
 
     async def _page(self, request: web.Request, **fixed: str) -> web.Response:
@@ -134,7 +137,7 @@ class _Api:
         scope = RecordQuery.parse(request.query, allowed=("policy",))
         found = await asyncio.to_thread(self._reader().get_record, resource_id, policy=scope.policy)
         if found is None:
-            raise ApiError(404, f"no drift record for {resource_id!r}", "resourceId")
+            raise HttpError(404, f"no drift record for {resource_id!r}", "resourceId")
         return web.json_response(found)
 
     async def statistics(self, request: web.Request) -> web.Response:
@@ -144,7 +147,7 @@ class _Api:
     async def analyze(self, request: web.Request) -> web.Response:
         scope = RecordQuery.parse(request.query, allowed=("policy",))
         if self.trigger is None:
-            raise ApiError(503, "scans cannot be requested: the operator has no Kubernetes client")
+            raise HttpError(503, "scans cannot be requested: the operator has no Kubernetes client")
         target = None
         if scope.policy:
             namespace, _, name = scope.policy.partition("/")
@@ -152,10 +155,10 @@ class _Api:
         try:
             requested = await self.trigger.request_scan(target)
         except PolicyNotFound as exc:
-            raise ApiError(404, str(exc), "policy") from None
+            raise HttpError(404, str(exc), "policy") from None
         except Exception as exc:
             log.warning("analyze: cannot request a scan: %s", exc)
-            raise ApiError(503, "cannot request a scan: the Kubernetes API did not take the request") from None
+            raise HttpError(503, "cannot request a scan: the Kubernetes API did not take the request") from None
         return web.json_response({"requested": requested}, status=202)
 
     async def openapi(self, request: web.Request) -> web.Response:

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from kubedrift.cluster.client import ApiError, KubeClient
-from kubedrift.policy import GROUP
+from kubedrift.model import GROUP, KubedriftError
 
 TOKEN_REVIEWS = "/apis/authentication.k8s.io/v1/tokenreviews"
 ACCESS_REVIEWS = "/apis/authorization.k8s.io/v1/subjectaccessreviews"
@@ -56,13 +56,12 @@ class User:
     extra: dict[str, list[str]] = field(default_factory=dict, hash=False)
 
 
-class AuthError(Exception):
+class AuthError(KubedriftError):
     """`status` 401 (no or bad token), 403 (not allowed) or 503 (the API server did not answer)."""
 
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
         self.status = status
-        self.message = message
 
 
 class Authorizer(Protocol):

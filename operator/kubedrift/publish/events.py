@@ -1,16 +1,20 @@
-"""Kubernetes Events on a DriftPolicy: drift detected / resolved / scan failed, one line each."""
+"""Kubernetes Events on a DriftPolicy: drift detected / resolved / scan failed, one line each.
+
+Translates the scan's outcome: its detected and resolved transitions, and a ScanFailed warning when a
+scan stalls for a new reason (not again at every retry).
+"""
 
 from __future__ import annotations
 
 import datetime
 import logging
 import secrets
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from kubedrift.cluster.client import ApiError, KubeClient, resource_path
-from kubedrift.model import ResourceDrift
-from kubedrift.policy import GROUP, VERSION
-from kubedrift.publish.reports import PolicyRef, format_time
+from kubedrift.model import API_VERSION, Drifted, PolicyRef, ResourceDrift, ScanOutcome
+from kubedrift.publish.reports import format_time
 from kubedrift.publish.status import one_line
 
 log = logging.getLogger(__name__)
@@ -43,7 +47,7 @@ class EventRecorder:
             "apiVersion": "v1",
             "kind": "Event",
             "metadata": {"name": f"{policy.name}.{secrets.token_hex(8)}", "namespace": policy.namespace},
-            "involvedObject": {"apiVersion": f"{GROUP}/{VERSION}", "kind": "DriftPolicy", "name": policy.name,
+            "involvedObject": {"apiVersion": API_VERSION, "kind": "DriftPolicy", "name": policy.name,
                                "namespace": policy.namespace, "uid": policy.uid},
             "reason": reason,
             "message": one_line(message),
@@ -60,8 +64,26 @@ class EventRecorder:
         except ApiError as exc:  # an event that cannot be posted never fails a scan
             log.warning("cannot post event %s on %s: %s", reason, policy.id, exc)
 
+    def publish(self, outcome: ScanOutcome, previous_status: Mapping[str, Any]) -> None:
+        """The events of one scan: drift detected and resolved, or the scan failed."""
+        if outcome.stall is not None:
+            self._scan_failed(outcome, previous_status)
+            return
+        detected = [v.drift for rid in outcome.detected if isinstance(v := outcome.verdicts[rid], Drifted)]
+        self.drift_changes(outcome.policy, detected, outcome.resolved, outcome.untracked, outcome.finished)
+
+    def _scan_failed(self, outcome: ScanOutcome, previous_status: Mapping[str, Any]) -> None:
+        """A warning when the policy newly stalls, or stalls for another reason; not at every retry."""
+        assert outcome.stall is not None
+        conditions = previous_status.get("conditions") or []
+        before = next((c for c in conditions if isinstance(c, Mapping) and c.get("type") == "Stalled"), {})
+        if before.get("status") == "True" and before.get("message") == one_line(outcome.stall.message):
+            return
+        self.post(outcome.policy, "ScanFailed", f"{outcome.stall.reason}: {outcome.stall.message}", warning=True,
+                  now=outcome.finished)
+
     def drift_changes(self, policy: PolicyRef, detected: Sequence[ResourceDrift], resolved: Sequence[str],
-                      now: datetime.datetime) -> None:
+                      untracked: Sequence[str], now: datetime.datetime) -> None:
         if len(detected) > MAX_PER_SCAN:
             worst = max(d.severity for d in detected)
             self.post(policy, "DriftDetected",
@@ -77,3 +99,7 @@ class EventRecorder:
             for resource_id in resolved:
                 self.post(policy, "DriftResolved", f"Drift resolved: {resource_id} matches Git again",
                           warning=False, now=now)
+        if untracked:
+            self.post(policy, "DriftUntracked", f"No longer declared by the policy, drift not tracked any more: "
+                      f"{', '.join(untracked[:MAX_PER_SCAN])}" + (" ..." if len(untracked) > MAX_PER_SCAN else ""),
+                      warning=False, now=now)

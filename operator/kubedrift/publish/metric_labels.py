@@ -14,7 +14,7 @@ import re
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 
-from kubedrift.model import ResourceDrift
+from kubedrift.model import ResourceRef, api_group
 
 MAX_SERIES_PER_POLICY = 500
 INVALID_NAME = "invalid_name"
@@ -28,10 +28,9 @@ _DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 _KIND = re.compile(r"[A-Za-z][A-Za-z0-9]*")
 
 
-def labelable(drift: ResourceDrift) -> bool:
+def labelable(ref: ResourceRef) -> bool:
     """True when the drifted object's kind, namespace and name are safe label values."""
-    ref = drift.resource
-    name_pattern = _RBAC_NAME if drift.key.group == RBAC_GROUP else _DNS_SUBDOMAIN
+    name_pattern = _RBAC_NAME if api_group(ref.api_version) == RBAC_GROUP else _DNS_SUBDOMAIN
     return (
         len(ref.kind) <= 63 and bool(_KIND.fullmatch(ref.kind))
         and (ref.namespace == "" or (len(ref.namespace) <= 63 and bool(_DNS_LABEL.fullmatch(ref.namespace))))
@@ -47,14 +46,15 @@ class SeriesSelection:
     """Drifts without one, by reason."""
 
 
-def select_series(drifts: Sequence[ResourceDrift], exported_before: Collection[str],
+def select_series(drifts: Sequence[tuple[str, ResourceRef]], exported_before: Collection[str],
                   limit: int = MAX_SERIES_PER_POLICY) -> SeriesSelection:
-    """The drifts of one policy's scan that get a series: valid names only, at most `limit`, old ones first."""
+    """The (resource id, object) drifts of one policy that get a series: valid names only, at most `limit`,
+    old ones first."""
     selection = SeriesSelection()
-    valid = [d for d in drifts if labelable(d)]
+    valid = [rid for rid, ref in drifts if labelable(ref)]
     selection.omitted[INVALID_NAME] = len(drifts) - len(valid)
-    kept = [d.id for d in valid if d.id in exported_before]
-    new = [d.id for d in valid if d.id not in exported_before]
+    kept = [rid for rid in valid if rid in exported_before]
+    new = [rid for rid in valid if rid not in exported_before]
     room = max(0, limit - len(kept))
     selection.exported = set(kept[:limit]) | set(new[:room])
     selection.omitted[OVER_LIMIT] = len(valid) - len(selection.exported)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from kubedrift.policy import GROUP
+from kubedrift.model import GROUP
 
 
 def policy_uids(policies: Iterable[Mapping[str, Any]]) -> dict[tuple[str, str], str]:

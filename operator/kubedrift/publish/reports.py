@@ -1,8 +1,14 @@
 """DriftReport custom resources: one per drifted object, in the policy's namespace, owned by it.
 
-Reports are rewritten only when their content changes (no churn on repeated scans), go
-Active -> Resolved when the drift goes, and are deleted after the retention period or with
-the policy. Changes are copied from the diff stage, which already hides Secret values.
+Reports translate the scan's outcome: a Drifted verdict is an Active report, a resolved or untracked
+drift turns it Resolved, a NotCompared resource leaves its report exactly as it was. Reports are
+rewritten only when their content changes (no churn on repeated scans), and deleted after the
+retention period or with the policy. Changes are copied from the diff stage, which already hides
+Secret values.
+
+The Active reports are also the authoritative record of which drift was active before a scan and
+since when (`ReportLedger.active`): they live in the cluster, survive restarts and leader changes,
+and need no database (docs/architecture.md).
 """
 
 from __future__ import annotations
@@ -11,19 +17,30 @@ import datetime
 import hashlib
 import logging
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from kubedrift.bounded import MAX_CHANGES, bounded_changes
 from kubedrift.cluster.client import JSON_PATCH, ApiError, KubeClient, resource_path
-from kubedrift.model import DriftState, ResourceDrift
-from kubedrift.policy import GROUP, VERSION
+from kubedrift.model import (
+    API_VERSION,
+    GROUP,
+    REPORT_PLURAL,
+    VERSION,
+    ActiveDrift,
+    Drifted,
+    DriftState,
+    PolicyRef,
+    ResourceDrift,
+    ResourceRef,
+    ScanOutcome,
+    Severity,
+)
+from kubedrift.publish.ownership import owner_policy
 
 log = logging.getLogger(__name__)
 
-PLURAL = "driftreports"
-API_VERSION = f"{GROUP}/{VERSION}"
 LABEL_POLICY = "kubedrift.dev/policy"
 LABEL_KIND = "kubedrift.dev/kind"
 LABEL_NAMESPACE = "kubedrift.dev/namespace"
@@ -33,32 +50,10 @@ ACTIVE = "Active"
 RESOLVED = "Resolved"
 
 
-@dataclass(frozen=True)
-class PolicyRef:
-    """The DriftPolicy a scan ran for (owner of its reports, subject of its events)."""
-
-    namespace: str
-    name: str
-    uid: str = ""
-
-    @property
-    def id(self) -> str:
-        return f"{self.namespace}/{self.name}"
-
-    def owner_reference(self) -> dict[str, Any]:
-        return {"apiVersion": API_VERSION, "kind": "DriftPolicy", "name": self.name, "uid": self.uid,
-                "controller": True, "blockOwnerDeletion": False}
-
-
 @dataclass
 class SyncResult:
-    detected: list[ResourceDrift] = field(default_factory=list)
-    """Drifts that became active in this scan (new, or back after being resolved)."""
-    resolved: list[str] = field(default_factory=list)
-    """Resource ids whose drift went away in this scan."""
-    written: int = 0
-    deleted: int = 0
     errors: list[str] = field(default_factory=list)
+    """Reports that could not be written (the policy status lists them)."""
 
 
 _LABEL_BAD = re.compile(r"[^A-Za-z0-9._-]+")
@@ -123,10 +118,64 @@ def _labels(policy: PolicyRef, drift: ResourceDrift) -> dict[str, str]:
 
 
 def _parse_time(text: Any) -> datetime.datetime | None:
+    if not isinstance(text, str) or not text:
+        return None
     try:
-        return datetime.datetime.fromisoformat(str(text).replace("Z", "+00:00"))
+        moment = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
         return None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=datetime.UTC)
+
+
+@dataclass(frozen=True)
+class ReportLedger:
+    """A policy's DriftReports as listed at the start of a scan, by report name.
+
+    Only reports in the policy's namespace owned by that very policy (ownerReference uid) are in it:
+    anyone who may create DriftReports could forge one naming the policy (publish/ownership.py).
+    """
+
+    reports: Mapping[str, dict[str, Any]] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, policy: PolicyRef, items: Iterable[Mapping[str, Any]]) -> ReportLedger:
+        uids = {(policy.namespace, policy.name): policy.uid}
+        return cls({
+            str(item["metadata"]["name"]): dict(item)
+            for item in items
+            if owner_policy(item, uids) == policy.id
+        })
+
+    def active(self) -> dict[str, ActiveDrift]:
+        """The drift these reports say is active, by resource id, with its firstSeen."""
+        found: dict[str, ActiveDrift] = {}
+        for name, report in self.reports.items():
+            if (report.get("status") or {}).get("state") != ACTIVE:
+                continue
+            drift = _active_drift(report)
+            if drift is None:
+                log.warning("DriftReport %s is Active but unreadable (resource, severity, firstSeen); ignored", name)
+                continue
+            found[str(report["spec"]["resourceId"])] = drift
+        return found
+
+
+def _active_drift(report: Mapping[str, Any]) -> ActiveDrift | None:
+    spec = report.get("spec") or {}
+    resource = spec.get("resource") or {}
+    if not isinstance(spec.get("resourceId"), str) or not isinstance(resource, dict):
+        return None
+    try:
+        severity = Severity.parse(str(spec.get("severity") or ""))
+    except ValueError:
+        return None
+    first_seen = _parse_time(spec.get("firstSeen")) or _parse_time(
+        (report.get("metadata") or {}).get("creationTimestamp"))
+    if first_seen is None:
+        return None
+    ref = ResourceRef(str(resource.get("apiVersion") or ""), str(resource.get("kind") or ""),
+                      str(resource.get("namespace") or ""), str(resource.get("name") or ""))
+    return ActiveDrift(ref, severity, first_seen)
 
 
 def format_time(moment: datetime.datetime) -> str:
@@ -139,69 +188,53 @@ class ReportPublisher:
         self.retention_seconds = retention_seconds
 
     def _path(self, namespace: str, name: str | None = None, subresource: str | None = None) -> str:
-        return resource_path(GROUP, VERSION, PLURAL, namespace, name, subresource)
+        return resource_path(GROUP, VERSION, REPORT_PLURAL, namespace, name, subresource)
 
-    def existing(self, policy: PolicyRef) -> dict[str, dict[str, Any]]:
-        """This policy's reports by name."""
+    def ledger(self, policy: PolicyRef) -> ReportLedger:
+        """This policy's reports (raises ApiError when they cannot be listed)."""
         selector = f"{LABEL_POLICY}={label_value(policy.name)}"
         body = self._client.get(self._path(policy.namespace), labelSelector=selector)
-        return {
-            item["metadata"]["name"]: item
-            for item in body.get("items") or []
-            if (item.get("spec") or {}).get("policy") == policy.name
-        }
+        return ReportLedger.of(policy, body.get("items") or [])
 
-    def sync(
-        self,
-        policy: PolicyRef,
-        drifts: Sequence[ResourceDrift],
-        revision: str,
-        now: datetime.datetime,
-        *,
-        settled: Iterable[str] = (),
-        complete: bool = True,
-    ) -> SyncResult:
-        """Make the reports match this scan's drifts.
-
-        A report whose drift is gone resolves only when the scan could tell: its resource id is in
-        `settled` (compared without drift), or the scan was `complete` (no unread files or kinds).
-        """
+    def sync(self, outcome: ScanOutcome, ledger: ReportLedger) -> SyncResult:
+        """Make the reports say what `outcome` decided; `ledger` is what they said before the scan."""
         result = SyncResult()
-        stamp = format_time(now)
-        try:
-            existing = self.existing(policy)
-        except ApiError as exc:
-            result.errors.append(f"cannot list DriftReports: {exc}")
+        if outcome.stalled:
             return result
-        settled_ids = set(settled)
-        wanted: set[str] = set()
-        for drift in drifts:
-            name = report_name(policy.name, drift.id)
-            wanted.add(name)
+        policy, now = outcome.policy, outcome.finished
+        stamp = format_time(now)
+        ending = set(outcome.resolved) | set(outcome.untracked)
+        handled: set[str] = set()
+        for rid, verdict in sorted(outcome.verdicts.items()):
+            name = report_name(policy.name, rid)
+            handled.add(name)
+            current = ledger.reports.get(name)
             try:
-                self._upsert(policy, drift, revision, stamp, existing.get(name), result)
+                if isinstance(verdict, Drifted):
+                    first_seen = format_time(outcome.active[rid].first_seen)
+                    self._upsert(policy, verdict.drift, outcome.revision or "", stamp, first_seen, current)
+                elif rid in ending and current is not None:
+                    self._write_status(policy, name, {"state": RESOLVED, "lastSeen": stamp, "resolvedAt": stamp})
+                elif current is not None and not _is_active(current):
+                    self._expire(policy, name, current, now)
             except ApiError as exc:
-                result.errors.append(f"DriftReport {name}: {exc}")
-        for name, report in sorted(existing.items()):
-            if name in wanted:
+                if not exc.not_found:
+                    result.errors.append(f"DriftReport {name}: {exc}")
+        for name, report in sorted(ledger.reports.items()):
+            if name in handled or _is_active(report):
                 continue
-            status = report.get("status") or {}
-            resource_id = str((report.get("spec") or {}).get("resourceId", ""))
             try:
-                if status.get("state") != RESOLVED:
-                    if complete or resource_id in settled_ids:
-                        self._write_status(policy, name, {"state": RESOLVED, "lastSeen": stamp, "resolvedAt": stamp})
-                        result.resolved.append(resource_id)
-                        result.written += 1
-                else:
-                    resolved_at = _parse_time(status.get("resolvedAt"))
-                    if resolved_at is None or (now - resolved_at).total_seconds() >= self.retention_seconds:
-                        self._client.request("DELETE", self._path(policy.namespace, name))
-                        result.deleted += 1
+                self._expire(policy, name, report, now)
             except ApiError as exc:
                 if not exc.not_found:
                     result.errors.append(f"DriftReport {name}: {exc}")
         return result
+
+    def _expire(self, policy: PolicyRef, name: str, report: Mapping[str, Any], now: datetime.datetime) -> None:
+        """A Resolved report goes once the retention period has passed."""
+        resolved_at = _parse_time((report.get("status") or {}).get("resolvedAt"))
+        if resolved_at is None or (now - resolved_at).total_seconds() >= self.retention_seconds:
+            self._client.request("DELETE", self._path(policy.namespace, name))
 
     def _upsert(
         self,
@@ -209,16 +242,11 @@ class ReportPublisher:
         drift: ResourceDrift,
         revision: str,
         stamp: str,
+        first_seen: str,
         current: dict[str, Any] | None,
-        result: SyncResult,
     ) -> None:
         name = report_name(policy.name, drift.id)
-        status = (current or {}).get("status") or {}
-        active = current is not None and status.get("state") == ACTIVE
-        first_seen = str((current or {}).get("spec", {}).get("firstSeen") or stamp) if active else stamp
-        since = drift.since_time()
-        if since is not None:  # drift age counts from the earliest attributed change (SPEC §2)
-            first_seen = min(first_seen, format_time(since))
+        active = current is not None and _is_active(current)
         spec = report_spec(policy, drift, revision, first_seen)
         if current is None:
             body = {
@@ -240,13 +268,9 @@ class ReportPublisher:
                 self._replace_spec(policy, name, spec)  # created meanwhile (e.g. by a previous leader)
         elif current.get("spec") != spec:
             self._replace_spec(policy, name, spec)
-        else:
-            if active:
-                return  # nothing changed: no write
+        elif active:
+            return  # nothing changed: no write
         self._write_status(policy, name, {"state": ACTIVE, "lastSeen": stamp})
-        result.written += 1
-        if not active:
-            result.detected.append(drift)
 
     def _replace_spec(self, policy: PolicyRef, name: str, spec: dict[str, Any]) -> None:
         self._client.request("PATCH", self._path(policy.namespace, name),
@@ -259,7 +283,7 @@ class ReportPublisher:
     def delete_all(self, policy: PolicyRef) -> int:
         """Remove every report of a policy (on its deletion; ownerReferences do the same on a real cluster)."""
         deleted = 0
-        for name in self.existing(policy):
+        for name in self.ledger(policy).reports:
             try:
                 self._client.request("DELETE", self._path(policy.namespace, name))
                 deleted += 1
@@ -267,3 +291,7 @@ class ReportPublisher:
                 if not exc.not_found:
                     raise
         return deleted
+
+
+def _is_active(report: Mapping[str, Any]) -> bool:
+    return (report.get("status") or {}).get("state") == ACTIVE

@@ -7,13 +7,10 @@ import datetime
 from typing import Protocol
 
 from kubedrift.cluster.client import MERGE_PATCH, ApiError, KubeClient, resource_path
-from kubedrift.policy import GROUP, VERSION
-
-SCAN_REQUESTED_AT = "kubedrift.dev/scan-requested-at"
-PLURAL = "driftpolicies"
+from kubedrift.model import GROUP, POLICY_PLURAL, SCAN_REQUEST_ANNOTATION, VERSION, KubedriftError
 
 
-class PolicyNotFound(LookupError):
+class PolicyNotFound(KubedriftError, LookupError):
     pass
 
 
@@ -37,14 +34,14 @@ class AnnotationScanTrigger:
         if policy is not None:
             targets = [policy]
         else:
-            listed = self.client.get(resource_path(GROUP, VERSION, PLURAL, self.namespace))
+            listed = self.client.get(resource_path(GROUP, VERSION, POLICY_PLURAL, self.namespace))
             targets = [(str(i["metadata"]["namespace"]), str(i["metadata"]["name"]))
                        for i in (listed or {}).get("items") or []]
         done = []
         for namespace, name in targets:
-            patch = {"metadata": {"annotations": {SCAN_REQUESTED_AT: stamp}}}
+            patch = {"metadata": {"annotations": {SCAN_REQUEST_ANNOTATION: stamp}}}
             try:
-                self.client.request("PATCH", resource_path(GROUP, VERSION, PLURAL, namespace, name), body=patch,
+                self.client.request("PATCH", resource_path(GROUP, VERSION, POLICY_PLURAL, namespace, name), body=patch,
                                     content_type=MERGE_PATCH)
             except ApiError as exc:
                 if exc.not_found and policy is not None:

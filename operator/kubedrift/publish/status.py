@@ -1,20 +1,22 @@
-"""DriftPolicy status: counts, revision, times, state, and Ready/Drifted/Stalled conditions."""
+"""DriftPolicy status: counts, revision, times, state, and Ready/Drifted/Stalled conditions.
+
+Translates the scan's outcome: `state` is the outcome's policy state (as `kubedrift_policy_state`),
+`drifted` and `bySeverity` count the active drift (compared now, or kept because it was not compared).
+"""
 
 from __future__ import annotations
 
-import datetime
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from kubedrift.cluster.client import JSON_PATCH, KubeClient, resource_path
-from kubedrift.model import LoadError, ScanResult, Severity
-from kubedrift.policy import GROUP, VERSION
-from kubedrift.publish.reports import PolicyRef, format_time
+from kubedrift.model import GROUP, POLICY_PLURAL, VERSION, LoadError, PolicyRef, ScanOutcome
+from kubedrift.publish.reports import format_time
 
 log = logging.getLogger(__name__)
 
-PLURAL = "driftpolicies"
 MAX_ERRORS = 20
 MAX_MESSAGE = 1024
 
@@ -30,18 +32,14 @@ def one_line(text: str, limit: int = MAX_MESSAGE) -> str:
 
 @dataclass
 class ScanStatus:
-    """What one scan found, as the status needs it."""
+    """One scan's outcome and what the status needs besides it."""
 
+    outcome: ScanOutcome
     generation: int
-    now: datetime.datetime
-    result: ScanResult | None = None
-    revision: str | None = None
-    errors: list[LoadError] = field(default_factory=list)
-    stalled_reason: str | None = None
-    """Set when nothing could be compared (invalid policy, git failure, ...)."""
-    stalled_message: str = ""
     scan_request: str | None = None
     """Value of the `kubedrift.dev/scan-requested-at` annotation this scan saw (echoed back)."""
+    publish_errors: Sequence[LoadError] = field(default_factory=list)
+    """Reports that could not be written."""
 
 
 def _condition(previous: list[dict[str, Any]], type_: str, status: bool, reason: str, message: str,
@@ -59,67 +57,69 @@ def _condition(previous: list[dict[str, Any]], type_: str, status: bool, reason:
     }
 
 
-def highest(result: ScanResult) -> str:
-    return max(d.severity for d in result.drifts).label if result.drifts else "none"
+def highest(outcome: ScanOutcome) -> str:
+    return max(d.severity for d in outcome.active.values()).label if outcome.active else "none"
 
 
 def build_status(scan: ScanStatus, previous: dict[str, Any]) -> dict[str, Any]:
-    stamp = format_time(scan.now)
+    outcome = scan.outcome
+    stamp = format_time(outcome.finished)
     conditions_before = list(previous.get("conditions") or [])
     status: dict[str, Any] = {
         "observedGeneration": scan.generation,
         "lastScanTime": stamp,
+        "state": outcome.state.label,
     }
     # What the last successful scan found stays visible while a later one fails.
     for key in ("revision", "lastSuccessfulScanTime", "resources", "drifted", "missing", "bySeverity",
                 "highestSeverity"):
         if key in previous:
             status[key] = previous[key]
-    errors = [{"file": e.file, "message": one_line(e.message)} for e in scan.errors[:MAX_ERRORS]]
+    all_errors = [*outcome.errors, *scan.publish_errors]
+    errors = [{"file": e.file, "message": one_line(e.message)} for e in all_errors[:MAX_ERRORS]]
     if errors:
         status["errors"] = errors
-    if scan.revision:
-        status["revision"] = scan.revision
+    if outcome.revision:
+        status["revision"] = outcome.revision
     if scan.scan_request is not None:
         status["lastHandledScanRequest"] = scan.scan_request
 
-    if scan.stalled_reason is not None or scan.result is None:
-        reason = scan.stalled_reason or "ScanFailed"
-        status["state"] = ERROR
+    if outcome.stall is not None or outcome.result is None:
+        reason = outcome.stall.reason if outcome.stall else "ScanFailed"
+        message = outcome.stall.message if outcome.stall else ""
         status["conditions"] = [
-            _condition(conditions_before, "Ready", False, reason, scan.stalled_message, scan.generation, stamp),
-            _condition(conditions_before, "Stalled", True, reason, scan.stalled_message, scan.generation, stamp),
+            _condition(conditions_before, "Ready", False, reason, message, scan.generation, stamp),
+            _condition(conditions_before, "Stalled", True, reason, message, scan.generation, stamp),
             _condition(conditions_before, "Drifted", bool(previous.get("drifted")), "LastKnown",
                        "drift as of the last successful scan", scan.generation, stamp),
         ]
         return status
 
-    result = scan.result
-    by_severity = {s.label: 0 for s in Severity}
-    by_severity.update(result.by_severity())
+    result = outcome.result
+    drifted = len(outcome.active)
     status.update({
         "lastSuccessfulScanTime": stamp,
         "resources": result.resources,
-        "drifted": result.drifted,
+        "drifted": drifted,
         "missing": result.missing,
-        "bySeverity": by_severity,
-        "highestSeverity": highest(result),
+        "bySeverity": outcome.by_severity(),
+        "highestSeverity": highest(outcome),
     })
-    if errors:
-        status["state"] = ERROR
-        first = scan.errors[0]
-        message = f"{len(scan.errors)} error(s), the rest was compared; first: {first.file}: {first.message}"
+    if all_errors:
+        first = all_errors[0]
+        message = f"{len(all_errors)} error(s), the rest was compared; first: {first.file}: {first.message}"
         ready = _condition(conditions_before, "Ready", False, "PartialScan", message, scan.generation, stamp)
     else:
-        status["state"] = DRIFTED if result.drifted else CLEAN
         ready = _condition(conditions_before, "Ready", True, "ScanSucceeded",
                            f"compared {result.resources} resources", scan.generation, stamp)
-    drift_message = (f"{result.drifted} of {result.resources} resources drifted (highest {highest(result)})"
-                     if result.drifted else "no drift")
+    kept = len(outcome.active.keys() & outcome.not_compared().keys())
+    drift_message = (f"{drifted} resources drifted (highest {highest(outcome)})"
+                     + (f", {kept} of them not compared in this scan" if kept else "")
+                     if drifted else "no drift")
     status["conditions"] = [
         ready,
         _condition(conditions_before, "Stalled", False, "ScanSucceeded", "", scan.generation, stamp),
-        _condition(conditions_before, "Drifted", bool(result.drifted), "DriftDetected" if result.drifted
+        _condition(conditions_before, "Drifted", bool(drifted), "DriftDetected" if drifted
                    else "NoDrift", drift_message, scan.generation, stamp),
     ]
     return status
@@ -130,6 +130,6 @@ class StatusWriter:
         self._client = client
 
     def write(self, policy: PolicyRef, status: dict[str, Any]) -> None:
-        path = resource_path(GROUP, VERSION, PLURAL, policy.namespace, policy.name, "status")
+        path = resource_path(GROUP, VERSION, POLICY_PLURAL, policy.namespace, policy.name, "status")
         self._client.request("PATCH", path, body=[{"op": "add", "path": "/status", "value": status}],
                              content_type=JSON_PATCH)

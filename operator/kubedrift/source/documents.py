@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-from kubedrift.model import JSON, DecimalFloat
+from kubedrift.model import JSON, DecimalFloat, KubedriftError
 from kubedrift.source.bounds import (
     MAX_FILE_BYTES,
     LimitExceeded,
@@ -25,7 +25,7 @@ from kubedrift.source.bounds import (
 )
 
 
-class DocumentError(ValueError):
+class DocumentError(KubedriftError, ValueError):
     """The text could not be decoded; the message holds a position and the problem, no content."""
 
 

@@ -37,6 +37,8 @@ from typing import Any
 
 import git
 
+from kubedrift.model import KubedriftError
+
 DEFAULT_TIMEOUT = 60.0
 DEFAULT_KEEP_TREES = 8
 ALLOW_INSECURE_HTTP_ENV = "KUBEDRIFT_ALLOW_INSECURE_HTTP"
@@ -56,12 +58,8 @@ _ENV_PASSWORD = "KUBEDRIFT_GIT_PASSWORD"
 _HELPER = f'!f() {{ test "$1" = get && printf "username=%s\\npassword=%s\\n" "${_ENV_USER}" "${_ENV_PASSWORD}"; }}; f'
 
 
-class GitSourceError(RuntimeError):
+class GitSourceError(KubedriftError, RuntimeError):
     """Checkout failed; the message names the cause and never holds credentials."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from kubedrift.model import KubedriftError
 from kubedrift.source.bounds import MAX_RENDERED_BYTES
 from kubedrift.source.documents import DocumentError, parse_yaml, read_text
 
@@ -41,7 +42,7 @@ _REFUSED_FIELDS = ("helmCharts", "helmChartInflationGenerator", "helmGlobals")
 _KLOG_PREFIX = re.compile(r'^[EWI]\d{4} [\d:.]+\s+\d+ \S+\] "command failed" err=')
 
 
-class KustomizeError(RuntimeError):
+class KustomizeError(KubedriftError, RuntimeError):
     """Rendering failed or was refused; the message names the directory and the cause, no values."""
 
 

@@ -1,6 +1,6 @@
 """Drift history in MongoDB: records (one per policy + resource) and events, written off the scan path."""
 
-from kubedrift.store.mongo import DriftStore, SeedEntry, StoreUnavailable, seeds_from_reports
+from kubedrift.store.mongo import DriftStore, StoreUnavailable
 from kubedrift.store.queries import QueryError, RecordQuery
 
-__all__ = ["DriftStore", "QueryError", "RecordQuery", "SeedEntry", "StoreUnavailable", "seeds_from_reports"]
+__all__ = ["DriftStore", "QueryError", "RecordQuery", "StoreUnavailable"]

@@ -1,6 +1,6 @@
 """DriftStore: drift history in MongoDB (pymongo). Writes go through a RetryingWriter, reads are direct.
 
-Writes never block or raise into the caller: `record_scan` snapshots the result and queues it; a
+Writes never block or raise into the caller: `record_scan` snapshots the outcome and queues it; a
 background thread applies queued scans in order and retries with backoff while MongoDB is down or slow.
 A write MongoDB answers but refuses holds up only its own policy's later writes and is dropped after a
 few attempts (see store/writer.py); the store is degraded only while MongoDB does not answer a ping.
@@ -10,9 +10,7 @@ Reads (for the REST API) raise StoreUnavailable when MongoDB does not answer in 
 from __future__ import annotations
 
 import logging
-import os
-import threading
-from collections.abc import Callable, Collection, Iterable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -31,9 +29,9 @@ from pymongo.errors import (
     PyMongoError,
 )
 
-from kubedrift.model import ScanResult
+from kubedrift.model import KubedriftError, ScanOutcome
 from kubedrift.store.queries import RecordQuery, event_json, record_json, statistics_json
-from kubedrift.store.records import EVENTS, RECORDS, Plan, ScanJob, Write, bson_time, plan_forget, plan_scan
+from kubedrift.store.records import EVENTS, RECORDS, ScanJob, Write, bson_time, plan_forget, plan_scan
 from kubedrift.store.writer import RetryingWriter
 
 log = logging.getLogger(__name__)
@@ -44,17 +42,8 @@ _DUPLICATE_KEY = 11000
 _BAD_REQUEST_CODES = frozenset({2, 9, 14, 52, 55, 56, 57, 66})
 
 
-class StoreUnavailable(RuntimeError):
+class StoreUnavailable(KubedriftError, RuntimeError):
     """MongoDB did not answer a read; the message says why."""
-
-
-@dataclass(frozen=True)
-class SeedEntry:
-    """firstSeen of an active drift known from a DriftReport, for a database that has no record yet."""
-
-    policy: str
-    resource_id: str
-    first_seen: datetime
 
 
 @dataclass(frozen=True)
@@ -85,7 +74,7 @@ def describe_job(job: ScanJob | ForgetJob) -> str:
     """Which policy and resources a queued write is about (ids only, no values)."""
     if isinstance(job, ForgetJob):
         return f"the deletion of policy {job.policy}"
-    ids = [d.resource_id for d in job.drifts]
+    ids = [d.snapshot.resource_id for d in job.drifted]
     shown = ", ".join(ids[:5]) + (f" and {len(ids) - 5} more" if len(ids) > 5 else "")
     return f"the scan of policy {job.policy} at {job.at.isoformat()} ({len(ids)} drifted: {shown or 'none'})"
 
@@ -131,8 +120,6 @@ class DriftStore:
         self._db: Database[dict[str, Any]] = self._client.get_default_database(default=DEFAULT_DATABASE)
         self._retention = event_retention
         self._indexes_ready = False
-        self._seeds: dict[tuple[str, str], datetime] = {}
-        self._seeds_lock = threading.Lock()
         self._writer: RetryingWriter[ScanJob | ForgetJob] = RetryingWriter(
             self._apply,
             key=lambda job: job.policy,
@@ -147,9 +134,8 @@ class DriftStore:
         )
 
     @classmethod
-    def from_env(cls, uri: str | None = None, **options: Any) -> DriftStore | None:
-        """The store for `uri` or MONGODB_URI; None when neither is set (history is then off)."""
-        uri = uri or os.environ.get("MONGODB_URI")
+    def from_uri(cls, uri: str | None, **options: Any) -> DriftStore | None:
+        """The store for `uri`; None without one (history is then off)."""
         return cls(uri, **options) if uri else None
 
     @property
@@ -194,50 +180,21 @@ class DriftStore:
 
     # -- writes (never block, never raise) -------------------------------------------------------
 
-    def record_scan(
-        self,
-        policy_id: str,
-        result: ScanResult,
-        *,
-        revision: str,
-        now: datetime,
-        compared: Collection[str] | None = None,
-    ) -> None:
-        """Queue the outcome of one scan of `policy_id` (`namespace/name`).
-
-        `compared`: resource ids the scan compared. Active drift of a compared resource that is no longer
-        drifted is resolved; of a resource outside `compared`, untracked (state none). Without it, drift
-        absent from the result is resolved only when the scan had no errors.
-        """
-        self._writer.submit(ScanJob.of(policy_id, result, revision=revision, at=now, compared=compared))
+    def record_scan(self, outcome: ScanOutcome) -> None:
+        """Queue the records and events of one scan's outcome (a stalled scan writes nothing)."""
+        if outcome.stalled:
+            return
+        self._writer.submit(ScanJob.of(outcome))
 
     def forget_policy(self, policy_id: str, *, now: datetime) -> None:
         """The policy was deleted: its active records become state none."""
         self._writer.submit(ForgetJob(policy_id, bson_time(now)))
 
-    def seed_first_seen(self, entries: Iterable[SeedEntry]) -> int:
-        """Remember firstSeen of active drift from DriftReports; used only for records not yet stored."""
-        count = 0
-        with self._seeds_lock:
-            for entry in entries:
-                key = (entry.policy, entry.resource_id)
-                at = bson_time(entry.first_seen)
-                if key not in self._seeds or at < self._seeds[key]:
-                    self._seeds[key] = at
-                count += 1
-        return count
-
     def _apply(self, job: ScanJob | ForgetJob) -> None:
         self._ensure_indexes()
         records = self._db[RECORDS]
         existing = {doc["resourceId"]: doc for doc in records.find({"policy": job.policy})}
-        plan: Plan
-        if isinstance(job, ForgetJob):
-            plan = plan_forget(job.policy, job.at, existing)
-        else:
-            with self._seeds_lock:
-                seeds = {rid: at for (policy, rid), at in self._seeds.items() if policy == job.policy}
-            plan = plan_scan(job, existing, seeds)
+        plan = plan_forget(job.policy, job.at, existing) if isinstance(job, ForgetJob) else plan_scan(job, existing)
         # Events first: if the record writes fail midway, the retry plans the same events again
         # (same ids, no duplicates); records last, since a written record ends the replanning.
         _bulk(self._db[EVENTS], plan.events, ordered=False)
@@ -346,34 +303,3 @@ class DriftStore:
         except PyMongoError:
             return False
 
-
-def seeds_from_reports(reports: Iterable[Mapping[str, Any]]) -> list[SeedEntry]:
-    """SeedEntries from DriftReport objects (fields read from spec, then status) that are Active."""
-    out: list[SeedEntry] = []
-    for report in reports:
-        fields: dict[str, Any] = {}
-        for part in ("status", "spec"):
-            section = report.get(part)
-            if isinstance(section, Mapping):
-                fields.update(section)
-        if str(fields.get("state", "")).lower() != "active":
-            continue
-        # A report speaks only for a policy of its own namespace (it is owned by it).
-        namespace = str(report.get("metadata", {}).get("namespace") or "default")
-        policy = fields.get("policy")
-        if isinstance(policy, Mapping):
-            policy = policy.get("name") if policy.get("namespace") in (None, namespace) else None
-        if not isinstance(policy, str) or "/" in policy:
-            continue
-        policy = f"{namespace}/{policy}"
-        resource_id, first_seen = fields.get("resourceId"), fields.get("firstSeen")
-        if not (isinstance(policy, str) and isinstance(resource_id, str) and isinstance(first_seen, str)):
-            continue
-        try:
-            at = datetime.fromisoformat(first_seen.replace("Z", "+00:00"))
-        except ValueError:
-            log.warning("DriftReport %s: firstSeen %r is not a timestamp; not used",
-                        report.get("metadata", {}).get("name"), first_seen)
-            continue
-        out.append(SeedEntry(policy, resource_id, at))
-    return out

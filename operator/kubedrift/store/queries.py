@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from kubedrift.model import Severity
+from kubedrift.model import KubedriftError, Severity
 from kubedrift.store.records import RecordState
 
 DEFAULT_LIMIT = 100
@@ -16,7 +16,7 @@ MAX_OFFSET = 1_000_000_000
 RECORD_FILTERS = ("policy", "namespace", "kind", "state", "severity")
 
 
-class QueryError(ValueError):
+class QueryError(KubedriftError, ValueError):
     """A bad query parameter; `field` names it."""
 
     def __init__(self, field: str, message: str) -> None:

@@ -1,8 +1,10 @@
-"""Turning one scan into record and event writes: the drift lifecycle, without any database.
+"""Turning one scan's outcome into record and event writes, without any database.
 
-A record (one per policy + resourceId) moves between states:
-  (none yet) --drift--> active --gone--> resolved --drift again--> active (a new episode) ...
-  active --resource left the policy's scope--> none
+The outcome has decided the lifecycle (verdicts.judge); this module only translates it. A record
+(one per policy + resourceId) moves between states:
+  (none yet) --detected--> active --resolved--> resolved --detected again--> active (a new episode) ...
+  active --untracked (no longer declared, policy deleted)--> none
+A resource that was not compared gets no write at all: its record and episode stay as they were.
 Every write is keyed and guarded so that applying the same scan twice changes nothing: new records are
 inserted with `$setOnInsert`, existing ones are only updated while their `lastScanAt` is older than the
 scan, and events carry a deterministic `_id`.
@@ -13,14 +15,14 @@ from __future__ import annotations
 import enum
 import hashlib
 import json
-from collections.abc import Collection, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from kubedrift.bounded import bounded_changes
 from kubedrift.digest import is_digest, value_digest
-from kubedrift.model import JSON, Category, ResourceDrift, ScanResult
+from kubedrift.model import JSON, Category, Drifted, ResourceDrift, ScanOutcome
 
 RECORDS = "drift_records"
 EVENTS = "drift_events"
@@ -80,8 +82,6 @@ class DriftSnapshot:
     changes: list[dict[str, JSON]]
     desired_hash: str
     live_hash: str
-    since: datetime | None = None
-    """Earliest attributed change (ResourceDrift.since): a new record's firstSeen counts from it."""
 
     @classmethod
     def of(cls, drift: ResourceDrift) -> DriftSnapshot:
@@ -96,35 +96,37 @@ class DriftSnapshot:
             changes=bounded_changes(changes),  # the hashes below still see every full value
             desired_hash=digest([[c["path"], c["desired"]] for c in changes] + [drift.state.value]),
             live_hash=digest([[c["path"], c["live"]] for c in changes]),
-            since=drift.since_time(),
         )
 
 
 @dataclass(frozen=True)
+class DriftEntry:
+    snapshot: DriftSnapshot
+    first_seen: datetime
+    detected: bool
+    """The drift became active in this scan (a new episode)."""
+
+
+@dataclass(frozen=True)
 class ScanJob:
-    """A scan waiting to be written; built at call time so the caller may reuse its objects."""
+    """A scan's outcome waiting to be written; built at call time, it holds no shared objects."""
 
     policy: str
     at: datetime
     revision: str
-    drifts: tuple[DriftSnapshot, ...]
-    compared: frozenset[str] | None
-    """Resource ids the scan compared; None when unknown (then only an error-free scan resolves)."""
-    complete: bool
+    drifted: tuple[DriftEntry, ...]
+    resolved: tuple[str, ...]
+    untracked: tuple[str, ...]
 
     @classmethod
-    def of(
-        cls, policy: str, result: ScanResult, *, revision: str, at: datetime,
-        compared: Collection[str] | None = None,
-    ) -> ScanJob:
-        return cls(
-            policy=policy,
-            at=bson_time(at),
-            revision=revision,
-            drifts=tuple(DriftSnapshot.of(d) for d in result.drifts),
-            compared=frozenset(compared) if compared is not None else None,
-            complete=not result.errors,
+    def of(cls, outcome: ScanOutcome) -> ScanJob:
+        detected = set(outcome.detected)
+        entries = tuple(
+            DriftEntry(DriftSnapshot.of(v.drift), bson_time(outcome.active[rid].first_seen), rid in detected)
+            for rid, v in sorted(outcome.verdicts.items()) if isinstance(v, Drifted)
         )
+        return cls(policy=outcome.policy.id, at=bson_time(outcome.finished), revision=outcome.revision or "",
+                   drifted=entries, resolved=tuple(outcome.resolved), untracked=tuple(outcome.untracked))
 
 
 @dataclass
@@ -177,77 +179,74 @@ def _guard(job: ScanJob, record: Mapping[str, Any]) -> dict[str, Any]:
     return {"_id": record["_id"], "lastScanAt": {"$lt": job.at}}
 
 
-def plan_scan(
-    job: ScanJob, existing: Mapping[str, Mapping[str, Any]], seeds: Mapping[str, datetime] | None = None
-) -> Plan:
-    """Writes that bring the records of `job.policy` (`existing`, by resourceId) up to this scan.
-
-    `seeds` gives firstSeen of drift known from before the database had it (from DriftReports).
-    """
-    seeds = seeds or {}
+def plan_scan(job: ScanJob, existing: Mapping[str, Mapping[str, Any]]) -> Plan:
+    """Writes that bring the records of `job.policy` (`existing`, by resourceId) up to this scan."""
     plan = Plan()
-    seen: set[str] = set()
-    for snap in job.drifts:
-        seen.add(snap.resource_id)
+    for entry in job.drifted:
+        snap = entry.snapshot
         record = existing.get(snap.resource_id)
         observed = _observed(snap, job)
         tags = {"severity": snap.severity, "categories": snap.categories, "revision": job.revision,
                 "namespace": snap.resource.get("namespace", "")}
         if record is None:
-            first_seen = min(seeds.get(snap.resource_id, job.at), job.at)
-            if snap.since is not None:
-                first_seen = min(first_seen, bson_time(snap.since))
             doc = {
                 "policy": job.policy, "resourceId": snap.resource_id, "state": RecordState.ACTIVE.value,
-                "firstSeen": first_seen, "resolvedAt": None, "resolution": None, "occurrences": 1,
+                "firstSeen": entry.first_seen, "resolvedAt": None, "resolution": None, "occurrences": 1,
                 "episode": 1, "resolvedEpisodes": 0, "resolveSecondsTotal": 0.0, **observed,
             }
             plan.records.append(Write({"policy": job.policy, "resourceId": snap.resource_id},
                                       {"$setOnInsert": doc}, upsert=True))
             plan.events.append(_event(job.policy, snap.resource_id, EventType.DETECTED, job.at, episode=1, **tags))
             continue
-        if record.get("lastScanAt") is not None and record["lastScanAt"] >= job.at:
-            continue  # this scan (or a newer one) is already in the record
-        if record.get("state") == RecordState.ACTIVE.value:
-            plan.records.append(Write(_guard(job, record), {"$set": observed, "$inc": {"occurrences": 1}}))
+        if _written(job, record):
+            continue
+        if record.get("state") == RecordState.ACTIVE.value and not entry.detected:
+            # firstSeen follows the outcome, whose record of it (the DriftReports) is authoritative.
+            update = {**observed, "firstSeen": entry.first_seen}
+            plan.records.append(Write(_guard(job, record), {"$set": update, "$inc": {"occurrences": 1}}))
             if (record.get("desiredHash"), record.get("liveHash")) != (snap.desired_hash, snap.live_hash):
                 plan.events.append(_event(job.policy, snap.resource_id, EventType.CHANGED, job.at,
                                           episode=record.get("episode", 1), **tags))
         else:
             episode = int(record.get("episode", 0)) + 1
-            reopened = {**observed, "state": RecordState.ACTIVE.value, "firstSeen": job.at,
+            reopened = {**observed, "state": RecordState.ACTIVE.value, "firstSeen": entry.first_seen,
                         "resolvedAt": None, "resolution": None, "episode": episode}
             plan.records.append(Write(_guard(job, record), {"$set": reopened, "$inc": {"occurrences": 1}}))
             plan.events.append(_event(job.policy, snap.resource_id, EventType.DETECTED, job.at,
                                       episode=episode, **tags))
 
-    for resource_id, record in existing.items():
-        if resource_id in seen or record.get("state") != RecordState.ACTIVE.value:
+    for resource_id in job.resolved:
+        record = existing.get(resource_id)
+        if record is None or record.get("state") != RecordState.ACTIVE.value or _written(job, record):
             continue
-        if record.get("lastScanAt") is not None and record["lastScanAt"] >= job.at:
+        took = _seconds(job.at, record["firstSeen"])
+        message = f"live object matches Git again at revision {job.revision or 'unknown'}"
+        plan.records.append(Write(_guard(job, record), {
+            "$set": {"state": RecordState.RESOLVED.value, "resolvedAt": job.at, "resolution": message,
+                     "revision": job.revision, "lastScanAt": job.at},
+            "$inc": {"resolvedEpisodes": 1, "resolveSecondsTotal": took},
+        }))
+        plan.events.append(_event(job.policy, resource_id, EventType.RESOLVED, job.at,
+                                  episode=record.get("episode", 1), severity=record.get("severity"),
+                                  revision=job.revision, durationSeconds=took, namespace=_namespace(record)))
+    for resource_id in job.untracked:
+        record = existing.get(resource_id)
+        if record is None or record.get("state") != RecordState.ACTIVE.value or _written(job, record):
             continue
-        if job.compared is not None and resource_id not in job.compared:
-            plan.records.append(_untrack(job.at, record, "resource is no longer declared by the policy",
-                                         job.revision, guard=_guard(job, record)))
-            plan.events.append(_event(job.policy, resource_id, EventType.UNTRACKED, job.at,
-                                      episode=record.get("episode", 1), revision=job.revision,
-                                      namespace=_namespace(record)))
-        elif job.compared is not None or job.complete:
-            took = _seconds(job.at, record["firstSeen"])
-            message = f"live object matches Git again at revision {job.revision or 'unknown'}"
-            plan.records.append(Write(_guard(job, record), {
-                "$set": {"state": RecordState.RESOLVED.value, "resolvedAt": job.at, "resolution": message,
-                         "revision": job.revision, "lastScanAt": job.at},
-                "$inc": {"resolvedEpisodes": 1, "resolveSecondsTotal": took},
-            }))
-            plan.events.append(_event(job.policy, resource_id, EventType.RESOLVED, job.at,
-                                      episode=record.get("episode", 1), severity=record.get("severity"),
-                                      revision=job.revision, durationSeconds=took,
-                                      namespace=_namespace(record)))
+        plan.records.append(_untrack(job.at, "resource is no longer declared by the policy",
+                                     job.revision, guard=_guard(job, record)))
+        plan.events.append(_event(job.policy, resource_id, EventType.UNTRACKED, job.at,
+                                  episode=record.get("episode", 1), revision=job.revision,
+                                  namespace=_namespace(record)))
     return plan
 
 
-def _untrack(at: datetime, record: Mapping[str, Any], why: str, revision: str, *, guard: dict[str, Any]) -> Write:
+def _written(job: ScanJob, record: Mapping[str, Any]) -> bool:
+    """This scan (or a newer one) is already in the record."""
+    return record.get("lastScanAt") is not None and bool(record["lastScanAt"] >= job.at)
+
+
+def _untrack(at: datetime, why: str, revision: str, *, guard: dict[str, Any]) -> Write:
     return Write(guard, {"$set": {"state": RecordState.NONE.value, "resolvedAt": at, "resolution": why,
                                   "revision": revision, "lastScanAt": at}})
 
@@ -262,7 +261,7 @@ def plan_forget(policy: str, at: datetime, existing: Mapping[str, Mapping[str, A
         if record.get("lastScanAt") is not None and record["lastScanAt"] >= at:
             continue
         guard = {"_id": record["_id"], "lastScanAt": {"$lt": at}}
-        plan.records.append(_untrack(at, record, "policy was deleted", str(record.get("revision") or ""),
+        plan.records.append(_untrack(at, "policy was deleted", str(record.get("revision") or ""),
                                      guard=guard))
         plan.events.append(_event(policy, resource_id, EventType.UNTRACKED, at, episode=record.get("episode", 1),
                                   namespace=_namespace(record)))
