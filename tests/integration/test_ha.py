@@ -85,7 +85,7 @@ class Cluster:
         port = free_port()
         env = {**os.environ, "KUBECONFIG": str(self.kubeconfig), "KUBEDRIFT_HTTP_PORT": str(port),
                "KUBEDRIFT_GIT_CACHE": str(self.tmp / f"git-cache-{name}"), "PYTHONUNBUFFERED": "1",
-               "HOSTNAME": name}
+               "HOSTNAME": name, "KUBEDRIFT_ALLOW_INSECURE_HTTP": "1"}  # the test's git server is plain http
         log = self.tmp / f"{name}.log"
         # --min-interval 1s: the 1s interval of the --namespace test is not held to the default 30s floor
         with running_operator(["--git-timeout", "20s", "--min-interval", "1s", *args], env, log, port) as base:
