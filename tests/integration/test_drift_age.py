@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 from tests.support.drifts import drift
 from tests.support.emulator import EmulatorServer
+from tests.support.outcomes import Scans
 
 from kubedrift.cluster.client import KubeClient
-from kubedrift.publish.reports import PolicyRef, ReportPublisher
+from kubedrift.publish.reports import ReportPublisher
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
@@ -23,19 +24,27 @@ def test_report_first_seen_is_the_earliest_change_time(tmp_path: Path) -> None:
         server.register_crd_file(ROOT / "crds" / "driftreport.yaml")
         client = KubeClient.from_environment(str(server.write_kubeconfig(tmp_path / "kubeconfig")), timeout=10)
         publisher = ReportPublisher(client)
-        policy = PolicyRef("ops", "shop")
+        scans = Scans("ops", "shop")
         edited = drift("Deployment", "shop", "web")
         edited.since = "2026-01-03T12:00:00Z"  # a kubectl edit in January, first scanned in March
         unknown = drift("Deployment", "shop", "api")  # no managedFields time: age counts from this scan
-        publisher.sync(policy, [edited, unknown], "0123abc", NOW)
-        first_seen = {r["spec"]["resourceId"]: r["spec"]["firstSeen"] for r in publisher.existing(policy).values()}
-        assert first_seen == {
+        publisher.sync(scans.scan(edited, unknown, at=NOW), publisher.ledger(scans.policy))
+
+        def first_seen() -> dict[str, str]:
+            return {r["spec"]["resourceId"]: r["spec"]["firstSeen"]
+                    for r in publisher.ledger(scans.policy).reports.values()}
+
+        assert first_seen() == {
             "Deployment:shop:web": "2026-01-03T12:00:00Z",
             "Deployment:shop:api": "2026-03-01T12:00:00Z",
         }
-        # The next scan keeps it.
-        publisher.sync(policy, [edited, unknown], "0123abc", NOW.replace(hour=13))
-        again = {r["spec"]["resourceId"]: r["spec"]["firstSeen"] for r in publisher.existing(policy).values()}
-        assert again == first_seen
+        # The next scan keeps it, reading it back from the reports.
+        ledger = publisher.ledger(scans.policy)
+        scans.active = ledger.active()
+        publisher.sync(scans.scan(edited, unknown, at=NOW.replace(hour=13)), ledger)
+        assert first_seen() == {
+            "Deployment:shop:web": "2026-01-03T12:00:00Z",
+            "Deployment:shop:api": "2026-03-01T12:00:00Z",
+        }
     finally:
         server.stop()

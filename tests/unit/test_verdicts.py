@@ -55,7 +55,7 @@ def test_each_resource_gets_one_verdict_and_transitions_follow_from_them() -> No
 
 
 def test_new_drift_starts_at_its_earliest_known_change_in_whole_seconds() -> None:
-    edited = replace(WEB, changes=[replace(WEB.changes[0], changed_at="2026-03-30T08:00:00Z")])
+    edited = replace(WEB, since="2026-03-30T08:00:00Z")  # the earliest changedAt, as the diff sets it
     outcome = judge(POLICY, finished=T0, result=ScanResult(1, [edited], compared={WEB.id}, failed={}),
                     declared=[WEB.id], unread={}, previous={})
     assert outcome.detected == (WEB.id,)
