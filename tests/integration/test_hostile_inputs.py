@@ -287,7 +287,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     emulator = EmulatorServer().start()
     for crd in sorted((REPO / "crds").glob("*.yaml")):
         emulator.register_crd_file(crd)
-    emulator.install_file(REPO / "deploy" / "peering.yaml")
+    emulator.install_peering(REPO)
     kubeconfig = emulator.write_kubeconfig(tmp / "kubeconfig")
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
