@@ -44,10 +44,11 @@ def _id(doc: dict[str, Any]) -> str:
 
 def test_install_holds_everything_in_apply_order(install: list[dict[str, Any]]) -> None:
     ids = [_id(d) for d in install]
-    assert ids[:3] == ["CustomResourceDefinition::driftpolicies.kubedrift.dev",
+    assert ids[:4] == ["CustomResourceDefinition::driftpolicies.kubedrift.dev",
                        "CustomResourceDefinition::driftreports.kubedrift.dev",
-                       "CustomResourceDefinition::clusterkopfpeerings.kopf.dev"]
-    assert ids[3] == "Namespace::kubedrift"
+                       "CustomResourceDefinition::clusterkopfpeerings.kopf.dev",
+                       "CustomResourceDefinition::kopfpeerings.kopf.dev"]  # for --namespace mode
+    assert ids[4] == "Namespace::kubedrift"
     for needed in ("ServiceAccount:kubedrift:kubedrift", "ConfigMap:kubedrift:kubedrift-peering",
                    "ClusterRole::kubedrift-operator", "ClusterRole::kubedrift-reader",
                    "ClusterRoleBinding::kubedrift-operator", "Deployment:kubedrift:kubedrift",
