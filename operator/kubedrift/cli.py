@@ -25,6 +25,7 @@ from kubedrift.kinds import BuiltinScopes
 from kubedrift.model import DiffSettings, KubeObject, LoadError, ScanResult
 from kubedrift.policy import PolicyError, parse_policy
 from kubedrift.policy_schema import PolicySchemaError, validate_policy
+from kubedrift.publish.fix import propose_fixes, render_fixes
 from kubedrift.publish.terminal import render_table, summary_line
 from kubedrift.publish.unified import render_diff
 from kubedrift.source.documents import DocumentError, parse_json, parse_yaml, read_text
@@ -35,7 +36,7 @@ if TYPE_CHECKING:
     from kubedrift.cluster.client import KubeClient
 
 EXIT_CLEAN, EXIT_ERROR, EXIT_DRIFT = 0, 1, 2
-OUTPUTS = ("table", "json", "yaml", "diff")
+OUTPUTS = ("table", "json", "yaml", "diff", "fix")
 PLUGIN_NAME = "kubectl-drift"
 PROGRESS_AFTER = 1.5
 """Seconds a step may take before a spinner shows on stderr (a terminal only)."""
@@ -195,6 +196,7 @@ def _compare(args: argparse.Namespace, progress: Console) -> ScanResult:
     if live is not None:
         with _status(progress, f"comparing {len(desired)} objects…"):
             result = compare_objects(desired, live, settings)
+            propose_fixes(result, desired, live, settings)
     else:
         result = _compare_with_cluster(desired, settings, args, progress)
     result.errors[:0] = errors
@@ -237,7 +239,12 @@ def _print(result: ScanResult, output: str, stderr: Console, *, fatal: bool) -> 
     if fatal:
         return
     stdout = _Console() if sys.stdout.isatty() else _Console(width=NO_WRAP_WIDTH)
-    if output == "diff":
+    if output == "fix":
+        sys.stdout.write(render_fixes(result))
+        sys.stdout.flush()
+        _print_errors(result, stderr)
+        stderr.print(summary_line(result), markup=False, highlight=False, soft_wrap=True)
+    elif output == "diff":
         render_diff(result, stdout)
         _print_errors(result, stderr)
         stderr.print(summary_line(result), markup=False, highlight=False, soft_wrap=True)
@@ -292,7 +299,8 @@ def build_parser(include_run: bool = True, prog: str = "kubedrift") -> argparse.
         "-o",
         choices=OUTPUTS,
         default="table",
-        help="table (default), json or yaml (the ScanResult document), diff (a unified diff per drifted object)",
+        help="table (default), json or yaml (the ScanResult document), diff (a unified diff per drifted object), "
+        "fix (what would put each object back to Git: YAML for `kubectl apply --server-side`, removals as comments)",
     )
     scan_cmd.add_argument("--kubeconfig", metavar="FILE", help="kubeconfig to read the cluster from (without --live)")
     scan_cmd.add_argument("--context", metavar="NAME", help="kubeconfig context to use (without --live)")

@@ -32,6 +32,7 @@ from kubedrift.model import (
     Stall,
 )
 from kubedrift.policy import PolicyError, PolicySpec, parse_policy
+from kubedrift.publish.fix import propose_fixes
 from kubedrift.publish.events import EventRecorder
 from kubedrift.publish.reports import ReportLedger, ReportPublisher
 from kubedrift.publish.status import ScanStatus, StatusWriter, build_status
@@ -59,8 +60,10 @@ def compare_with_cluster(desired: Sequence[KubeObject], reader: LiveReader, sett
     keys = [identity(o) for o in desired]
     live = reader.read(keys, CONTEXT_KINDS, api_versions={k: o.api_version for k, o in zip(keys, desired, strict=True)})
     comparable = [o for o, k in zip(desired, keys, strict=True) if live.readable(k)]
+    result = compare_objects(comparable, live.objects, settings, crds=live.crds)
+    propose_fixes(result, comparable, live.objects, settings)
     return Comparison(
-        result=compare_objects(comparable, live.objects, settings, crds=live.crds),
+        result=result,
         unread={k.id: live.reason(k) or "its live state could not be read" for k in keys if not live.readable(k)},
         read_errors=live.errors,
     )

@@ -225,6 +225,8 @@ class ResourceDrift:
     view: DriftView | None = field(default=None, repr=False, compare=False)
     since: str | None = None
     """Earliest `changedAt` of the changes (RFC 3339), when managedFields tell: the drift's age counts from it."""
+    fix: Fix | None = field(default=None, repr=False, compare=False)
+    """What would put the object back to Git (publish/fix.py); None until proposed."""
 
     @property
     def id(self) -> str:
@@ -485,3 +487,48 @@ class ScanOutcome:
 
     def not_compared(self) -> dict[str, str]:
         return {rid: v.reason for rid, v in self.verdicts.items() if isinstance(v, NotCompared)}
+# ----- acting on drift: the proposed fix, notifications, remediation (issue 13) -----
+
+FIELD_MANAGER = "kubedrift"
+"""The server-side-apply field manager of every fix kubedrift proposes or applies."""
+
+
+@dataclass(frozen=True)
+class Fix:
+    """What would put one object back to Git. Never holds a Secret value.
+
+    `apply` is the server-side-apply body of the fields Git declares (field manager `kubedrift`;
+    conflicts forced, which takes exactly these fields: nothing else is in the body); for a missing
+    object it is the whole manifest. `remove` names fields that are live but not in Git (added by a
+    person, or dropped from Git) and `patch` removes them (JSON patch, each removal of a list item
+    guarded by a `test` of its key). For a Secret, `apply` carries no `data`/`stringData`:
+    `secret_keys` names the keys, whose values come from Git.
+    """
+
+    action: str
+    """`apply` (a drifted object) or `create` (a missing one)."""
+    apply: JSON
+    """The body to apply, or None when it cannot be shown (too large: apply the file from Git)."""
+    remove: tuple[str, ...] = ()
+    patch: tuple[JSON, ...] = ()
+    secret_keys: tuple[str, ...] = ()
+    source: str = ""
+    """The manifest's file in the repository."""
+    notes: tuple[str, ...] = ()
+    """What the fix cannot do by itself (a field it could not locate, a body too large)."""
+
+    def to_json(self) -> dict[str, JSON]:
+        out: dict[str, JSON] = {"action": self.action, "fieldManager": FIELD_MANAGER}
+        if self.apply is not None:
+            out["apply"] = self.apply
+        if self.remove:
+            out["remove"] = list(self.remove)
+        if self.patch:
+            out["patch"] = list(self.patch)
+        if self.secret_keys:
+            out["secretKeys"] = list(self.secret_keys)
+        if self.source:
+            out["source"] = self.source
+        if self.notes:
+            out["notes"] = list(self.notes)
+        return out
