@@ -532,3 +532,42 @@ class Fix:
         if self.notes:
             out["notes"] = list(self.notes)
         return out
+
+
+class TransitionKind(enum.StrEnum):
+    """A drift episode's transitions that can be announced."""
+
+    DETECTED = "detected"
+    ESCALATED = "escalated"
+    RESOLVED = "resolved"
+
+
+@dataclass(frozen=True)
+class NotificationTarget:
+    """One `spec.notifications[]` entry: where and what to announce."""
+
+    index: int
+    type: str
+    """`webhook` or `slack`."""
+    secret_ref: str
+    """Secret (policy namespace) whose key `url` holds the receiver; used only when opted in by label."""
+    min_severity: Severity = Severity.LOW
+    events: frozenset[TransitionKind] = frozenset(TransitionKind)
+
+
+class RemediationMode(enum.StrEnum):
+    OFF = "Off"
+    DRY_RUN = "DryRun"
+    APPLY = "Apply"
+
+
+@dataclass(frozen=True)
+class RemediationSpec:
+    """`spec.remediation`: off unless a policy asks."""
+
+    mode: RemediationMode = RemediationMode.OFF
+    min_severity: Severity = Severity.LOW
+    include_kinds: tuple[str, ...] = ()
+    """Empty: every kind but Secret (a Secret is acted on only when named here)."""
+    exclude_kinds: tuple[str, ...] = ()
+    max_per_scan: int = 5

@@ -13,8 +13,12 @@ from kubedrift.model import (
     DiffSettings,
     IgnoreRule,
     KubedriftError,
+    NotificationTarget,
+    RemediationMode,
+    RemediationSpec,
     Severity,
     SeverityOverride,
+    TransitionKind,
 )
 from kubedrift.names import is_dns_subdomain
 
@@ -60,6 +64,8 @@ class PolicySpec:
     settings: DiffSettings = field(default_factory=DiffSettings)
     service_account_name: str | None = None
     """Every read for the policy impersonates this service account of its namespace (SPEC §3 Tenancy)."""
+    notifications: list[NotificationTarget] = field(default_factory=list)
+    remediation: RemediationSpec = field(default_factory=RemediationSpec)
 
     @property
     def id(self) -> str:
@@ -157,6 +163,69 @@ def parse_severity_overrides(items: Any, where: str = "spec.severityOverrides") 
     return overrides
 
 
+MAX_NOTIFICATIONS = 8
+MAX_PER_SCAN_LIMIT = 100
+
+
+def _severity(value: Any, where: str) -> Severity:
+    if value is None or value == "":
+        return Severity.LOW
+    try:
+        return Severity.parse(str(value))
+    except ValueError as exc:
+        raise PolicyError(f"{where}: {exc}") from None
+
+
+def parse_notifications(items: Any, where: str = "spec.notifications") -> list[NotificationTarget]:
+    if items is None:
+        return []
+    if not isinstance(items, list):
+        raise PolicyError(f"{where}: must be a list")
+    if len(items) > MAX_NOTIFICATIONS:
+        raise PolicyError(f"{where}: at most {MAX_NOTIFICATIONS} entries")
+    targets = []
+    for i, raw in enumerate(items):
+        at = f"{where}[{i}]"
+        item = _mapping(raw, at)
+        kind = item.get("type")
+        if kind not in ("webhook", "slack"):
+            raise PolicyError(f"{at}.type: must be webhook or slack")
+        ref = _mapping(item.get("secretRef"), f"{at}.secretRef")
+        name = _optional_str(ref.get("name"), f"{at}.secretRef.name")
+        if not name or not is_dns_subdomain(name):
+            raise PolicyError(f"{at}.secretRef.name: a Secret name is required")
+        events = _strings(item.get("events"), f"{at}.events")
+        known = {t.value for t in TransitionKind}
+        for j, event in enumerate(events):
+            if event not in known:
+                raise PolicyError(f"{at}.events[{j}]: must be one of detected, escalated, resolved")
+        targets.append(NotificationTarget(
+            index=i, type=kind, secret_ref=name, min_severity=_severity(item.get("minSeverity"), f"{at}.minSeverity"),
+            events=frozenset(TransitionKind(e) for e in events) if events else frozenset(TransitionKind)))
+    return targets
+
+
+def parse_remediation(raw: Any, where: str = "spec.remediation") -> RemediationSpec:
+    item = _mapping(raw, where)
+    mode_text = item.get("mode", "Off")
+    if mode_text is False:  # YAML 1.1 reads a bare `Off` as false
+        mode_text = "Off"
+    try:
+        mode = RemediationMode(str(mode_text))
+    except ValueError:
+        raise PolicyError(f"{where}.mode: must be Off, DryRun or Apply") from None
+    limit = item.get("maxPerScan", 5)
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_PER_SCAN_LIMIT:
+        raise PolicyError(f"{where}.maxPerScan: must be an integer from 1 to {MAX_PER_SCAN_LIMIT}")
+    return RemediationSpec(
+        mode=mode,
+        min_severity=_severity(item.get("minSeverity"), f"{where}.minSeverity"),
+        include_kinds=tuple(_strings(item.get("includeKinds"), f"{where}.includeKinds")),
+        exclude_kinds=tuple(_strings(item.get("excludeKinds"), f"{where}.excludeKinds")),
+        max_per_scan=limit,
+    )
+
+
 def parse_policy(body: dict[str, Any], *, require_source: bool = True) -> PolicySpec:
     """Parse a DriftPolicy object. The CLI passes require_source=False (it brings its own manifests)."""
     kind = body.get("kind")
@@ -212,4 +281,6 @@ def parse_policy(body: dict[str, Any], *, require_source: bool = True) -> Policy
         suspend=suspend,
         settings=settings,
         service_account_name=service_account,
+        notifications=parse_notifications(spec.get("notifications")),
+        remediation=parse_remediation(spec.get("remediation")),
     )

@@ -89,7 +89,7 @@ def summary(drift: ResourceDrift) -> str:
 
 def report_spec(policy: PolicyRef, drift: ResourceDrift, revision: str, first_seen: str) -> dict[str, Any]:
     changes = bounded_changes([change.to_json() for change in drift.changes[:MAX_CHANGES]])
-    return {
+    spec: dict[str, Any] = {
         "policy": policy.name,
         "resourceId": drift.id,
         "resource": drift.resource.to_json(),
@@ -102,6 +102,10 @@ def report_spec(policy: PolicyRef, drift: ResourceDrift, revision: str, first_se
         "summary": summary(drift),
         "firstSeen": first_seen,
     }
+    if drift.fix is not None:
+        spec["fix"] = {**drift.fix.to_json(), "command": report_command(
+            drift.fix, drift.resource, report_name(policy.name, drift.id), policy.namespace)}
+    return spec
 
 
 def _labels(policy: PolicyRef, drift: ResourceDrift) -> dict[str, str]:
