@@ -8,7 +8,11 @@ does more, and the operator (and kopf) depend on it. This subclass adds, per SPE
 - the `status` subresource: writes to `/status` change only status, writes to the object
   ignore status, creation drops it (for resources that declare the subresource);
 - PATCH by content type: JSON patch (RFC 6902, including `test`), merge patch (RFC 7386),
-  strategic merge patch (approximated by a merge patch); PUT with resourceVersion conflicts;
+  strategic merge patch (approximated by a merge patch), server-side apply (`application/apply-patch+yaml`:
+  maps merged, the built-in keyed lists merged by their keys, other lists replaced, the object created when
+  absent; `fieldManager` required; field ownership and conflicts are not modelled, so every apply acts as
+  with `force=true`); `dryRun=All` on POST and PATCH answers with the result and stores nothing; PUT with
+  resourceVersion conflicts;
 - deletion with finalizers (deletionTimestamp, then gone when the last finalizer goes);
 - list responses with kind/apiVersion/resourceVersion, `labelSelector` and
   `fieldSelector=metadata.name/namespace`; `Table` responses built from a CRD's printer columns
@@ -79,6 +83,47 @@ def merge_patch(target: Any, patch: Any) -> Any:
         else:
             result[key] = merge_patch(result.get(key), value)
     return result
+
+
+APPLY_PATCH = "application/apply-patch+yaml"
+
+# The list-map keys (x-kubernetes-list-map-keys) of the built-in lists server-side apply merges by key;
+# written here from the Kubernetes OpenAPI, independent of kubedrift's own table.
+SSA_LIST_KEYS: dict[str, tuple[str, ...]] = {
+    "containers": ("name",), "initContainers": ("name",), "ephemeralContainers": ("name",), "env": ("name",),
+    "volumes": ("name",), "volumeMounts": ("mountPath",), "imagePullSecrets": ("name",),
+    "ports": ("containerPort", "protocol"), "hostAliases": ("ip",), "volumeDevices": ("devicePath",),
+}
+
+
+def _list_item_key(field: str, item: Any) -> tuple[Any, ...] | None:
+    keys = SSA_LIST_KEYS.get(field)
+    if keys is None or not isinstance(item, dict):
+        return None
+    if field == "ports" and "containerPort" not in item:
+        keys = ("port", "protocol")
+    return tuple(item.get(k, "TCP" if k == "protocol" else None) for k in keys)
+
+
+def apply_merge(live: Any, applied: Any, field: str = "") -> Any:
+    """Server-side apply's merge of an applied configuration into an object (ownership left out)."""
+    if isinstance(applied, dict) and isinstance(live, dict):
+        out = dict(live)
+        for key, value in applied.items():
+            out[key] = apply_merge(live.get(key), value, key) if key in live else copy.deepcopy(value)
+        return out
+    if isinstance(applied, list) and isinstance(live, list) and field in SSA_LIST_KEYS:
+        merged = [copy.deepcopy(item) for item in live]
+        for item in applied:
+            key = _list_item_key(field, item)
+            at = next((i for i, old in enumerate(merged) if key is not None and _list_item_key(field, old) == key),
+                      None)
+            if at is None:
+                merged.append(copy.deepcopy(item))
+            else:
+                merged[at] = apply_merge(merged[at], item, "")
+        return merged
+    return copy.deepcopy(applied)
 
 
 def _human_age(stamp: str | None) -> str:
@@ -370,6 +415,9 @@ class ApiEmulator(kmock.KubernetesEmulator):  # type: ignore[misc]
             key = (res, meta.get("namespace"), meta["name"])
             if key in self._objects and not self._objects[key].deleted:
                 return self._error(409, "AlreadyExists", f'{res.plural}.{res.group} "{meta["name"]}" already exists')
+            if request.params.get("dryRun") == "All":
+                self.resource_version -= 1  # nothing was stored
+                return aiohttp.web.json_response(body, status=201)
             if key in self._objects:
                 self._objects[key].create(body)
             else:
@@ -381,12 +429,48 @@ class ApiEmulator(kmock.KubernetesEmulator):  # type: ignore[misc]
         content_type = request.headers.get("Content-Type", "").split(";")[0].strip()
         if content_type == "application/json-patch+json" or isinstance(request.data, list):
             return jsonpatch.apply_patch(old, request.data, in_place=False)  # type: ignore[no-any-return]
-        if content_type == "application/apply-patch+yaml":
-            raise ValueError("server-side apply is not supported by the test emulator")
+        if content_type == APPLY_PATCH:
+            return self._applied(old, request)
         # merge-patch+json and (approximately) strategic-merge-patch+json
         patched = merge_patch(old, request.data)
         assert isinstance(patched, dict)
         return patched
+
+    def _applied(self, old: JSONDict, request: rendering.Request) -> JSONDict:
+        if not request.params.get("fieldManager"):
+            raise ValueError("PATCH, fieldManager: Required value: is required for apply patch")
+        config = request.data if isinstance(request.data, dict) else yaml.safe_load(request.text or "")
+        if not isinstance(config, dict):
+            raise ValueError("apply patch: the body is not an object")
+        meta = config.get("metadata") or {}
+        if meta.get("name") not in (None, request.name):
+            raise ValueError("apply patch: metadata.name does not match the URL")
+        merged = apply_merge(old, {k: v for k, v in config.items() if k not in ("apiVersion", "kind")})
+        assert isinstance(merged, dict)
+        return merged
+
+    async def _apply_create(self, request: rendering.Request) -> aiohttp.web.StreamResponse:
+        """Server-side apply of an object that does not exist: it is created."""
+        try:
+            config = self._applied({}, request)
+        except ValueError as exc:
+            return self._error(422, "Invalid", str(exc))
+        config.setdefault("metadata", {})["name"] = request.name
+        res = request.resource
+        body = self._stamp_new(res, config, request.namespace)
+        problem = self._validate(res, body)
+        if problem:
+            return self._error(422, "Invalid", f"{body['kind']}.{res.group} {request.name!r} is invalid: {problem}")
+        if request.params.get("dryRun") == "All":
+            self.resource_version -= 1
+            return aiohttp.web.json_response(body, status=201)
+        key = (res, body["metadata"].get("namespace"), request.name)
+        if key in self._objects:
+            self._objects[key].create(body)
+        else:
+            self._objects[key] = body
+        await self._buses[res].put({"type": "ADDED", "object": copy.deepcopy(body)})
+        return aiohttp.web.json_response(body, status=201)
 
     async def _store_update(self, request: rendering.Request, old: JSONDict, new: JSONDict) -> JSONDict | str:
         """Apply API-server rules to a changed object and store it; returns it, or a 422 message."""
@@ -423,6 +507,8 @@ class ApiEmulator(kmock.KubernetesEmulator):  # type: ignore[misc]
             return problem
         if new == old:
             return new  # a no-op write does not bump resourceVersion (as the API server)
+        if request.params.get("dryRun") == "All":
+            return new
         self.resource_version += 1
         new_meta["resourceVersion"] = str(self.resource_version)
         obj = self._objects[self._key(request)]
@@ -437,6 +523,9 @@ class ApiEmulator(kmock.KubernetesEmulator):  # type: ignore[misc]
     async def _patch(self, request: rendering.Request) -> aiohttp.web.StreamResponse:
         async with self._lock:
             old = self._current(request)
+            content_type = request.headers.get("Content-Type", "").split(";")[0].strip()
+            if old is None and content_type == APPLY_PATCH and request.subresource is None:
+                return await self._apply_create(request)
             if old is None:
                 return self._not_found(request)
             try:
@@ -444,8 +533,7 @@ class ApiEmulator(kmock.KubernetesEmulator):  # type: ignore[misc]
             except jsonpatch.JsonPatchTestFailed as exc:
                 return self._error(422, "Invalid", f"the server rejected our request: {exc}")
             except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException, ValueError) as exc:
-                code = 415 if "server-side apply" in str(exc) else 422
-                return self._error(code, "Invalid", str(exc))
+                return self._error(422, "Invalid", str(exc))
             stored = await self._store_update(request, old, new)
         if isinstance(stored, str):
             return self._error(422, "Invalid", stored)
