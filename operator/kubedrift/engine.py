@@ -32,8 +32,8 @@ from kubedrift.model import (
     Stall,
 )
 from kubedrift.policy import PolicyError, PolicySpec, parse_policy
-from kubedrift.publish.fix import propose_fixes
 from kubedrift.publish.events import EventRecorder
+from kubedrift.publish.fix import propose_fixes
 from kubedrift.publish.reports import ReportLedger, ReportPublisher
 from kubedrift.publish.status import ScanStatus, StatusWriter, build_status
 from kubedrift.source.git import Checkout, GitCache, GitCredentials, GitSourceError, credentials_for_repo

@@ -12,6 +12,8 @@ from typing import Any
 
 import pytest
 import yaml
+from tests.support.emulator import EmulatorServer
+from tests.support.objects import deployment, managed, with_managed
 
 from kubedrift.cluster.access import Tenancy
 from kubedrift.cluster.client import KubeClient
@@ -21,8 +23,6 @@ from kubedrift.diff.compare import compare_objects, identity
 from kubedrift.model import DiffSettings, KubeObject, RemediationMode, RemediationSpec, ScanResult
 from kubedrift.publish.fix import propose_fixes
 from kubedrift.publish.remediation import FAILED, SKIPPED, SUCCEEDED, Remediator, plan
-from tests.support.emulator import EmulatorServer
-from tests.support.objects import deployment, managed, with_managed
 
 pytestmark = pytest.mark.integration
 

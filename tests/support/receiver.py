@@ -63,7 +63,7 @@ def serve_receiver() -> Iterator[Receiver]:
     holder: dict[str, Receiver] = {}
 
     class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 - http.server's name
+        def do_POST(self) -> None:
             receiver = holder["r"]
             raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
             with receiver.arrived:
@@ -78,7 +78,7 @@ def serve_receiver() -> Iterator[Receiver]:
             self.end_headers()
             self.wfile.write(b"ok" if status == 200 else b"secret-internal-detail")
 
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - quiet
+        def log_message(self, format: str, *args: Any) -> None:
             pass
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)

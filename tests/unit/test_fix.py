@@ -13,10 +13,10 @@ from typing import Any
 import jsonpatch
 import pytest
 import yaml
+from tests.support.objects import deployment, managed, scan, with_managed
 
 from kubedrift.model import DiffSettings, IgnoreRule, KubeObject
 from kubedrift.publish.fix import locate, propose_fixes, render_fixes, report_command
-from tests.support.objects import deployment, managed, scan, with_managed
 
 ROOT = Path(__file__).resolve().parents[2]
 

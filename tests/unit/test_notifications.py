@@ -10,12 +10,12 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from tests.support.drifts import drift
+from tests.support.receiver import Receiver, serve_receiver
 
 from kubedrift.model import Category, Change, NotificationTarget, Severity, TransitionKind
 from kubedrift.publish.delivery import NotificationError, Notifier, receiver_url
 from kubedrift.publish.notifications import WEBHOOK_API_VERSION, announce
-from tests.support.drifts import drift
-from tests.support.receiver import Receiver, serve_receiver
 
 NOW = datetime.datetime(2026, 3, 4, 5, 6, 7, tzinfo=datetime.UTC)
 WEBHOOK = NotificationTarget(0, "webhook", "hook")
@@ -201,7 +201,7 @@ def _secret(url: str, labelled: bool = True) -> dict[str, Any]:
 
 def test_receiver_url_rules() -> None:
     assert receiver_url(_secret("https://hooks.slack.com/services/T/B/X")) == "https://hooks.slack.com/services/T/B/X"
-    with pytest.raises(NotificationError, match="not labelled kubedrift.dev/notification"):
+    with pytest.raises(NotificationError, match=r"not labelled kubedrift\.dev/notification"):
         receiver_url(_secret("https://example.com/x", labelled=False))
     with pytest.raises(NotificationError, match="only https"):
         receiver_url(_secret("http://example.com/x"))

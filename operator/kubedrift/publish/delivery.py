@@ -20,6 +20,7 @@ import asyncio
 import base64
 import binascii
 import collections
+import contextlib
 import datetime
 import logging
 import random
@@ -49,7 +50,8 @@ def receiver_url(secret: Mapping[str, Any], *, allow_http: bool = False) -> str:
     meta = secret.get("metadata") if isinstance(secret.get("metadata"), Mapping) else {}
     labels = meta.get("labels") if isinstance(meta, Mapping) else None
     if not isinstance(labels, Mapping) or str(labels.get(NOTIFICATION_LABEL, "")).lower() != "true":
-        raise NotificationError(f'the Secret is not labelled {NOTIFICATION_LABEL}: "true"; it is not used for notifications')
+        raise NotificationError(
+            f'the Secret is not labelled {NOTIFICATION_LABEL}: "true"; it is not used for notifications')
     data = secret.get("data") if isinstance(secret.get("data"), Mapping) else {}
     assert isinstance(data, Mapping)
     raw = data.get(URL_KEY)
@@ -164,10 +166,8 @@ class Notifier:
             if self._session is not None:
                 await self._session.close()
 
-        try:
+        with contextlib.suppress(Exception):
             asyncio.run_coroutine_threadsafe(shutdown(), self._loop).result(timeout)
-        except Exception:  # noqa: BLE001 - closing anyway
-            pass
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout)
 
@@ -227,7 +227,7 @@ class Notifier:
                 message = state.queue.popleft()
             try:
                 await self._deliver(message)
-            except Exception:  # noqa: BLE001 - one bad message never stops the queue
+            except Exception:
                 log.exception("notification of %s could not be delivered", policy)
 
     async def _deliver(self, message: _Message) -> None:
@@ -300,5 +300,5 @@ class Notifier:
         assert self._on_state is not None
         try:
             self._on_state(policy, self.states(policy))
-        except Exception:  # noqa: BLE001 - the status is informational
+        except Exception:
             log.exception("cannot record the notification state of %s", policy)

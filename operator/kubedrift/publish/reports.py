@@ -37,6 +37,7 @@ from kubedrift.model import (
     ScanOutcome,
     Severity,
 )
+from kubedrift.publish.fix import report_command
 from kubedrift.publish.ownership import owner_policy
 
 log = logging.getLogger(__name__)
