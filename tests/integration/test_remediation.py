@@ -173,3 +173,50 @@ def test_writes_need_the_policy_identity_and_its_rights(cluster: tuple[EmulatorS
     assert {r.result for r in confined.values()} == {SKIPPED}
     assert "spec.serviceAccountName" in confined[DEPLOY].message
     assert _drifted(client) == {DEPLOY, SERVICE, SECRET}
+
+
+# ----- deploy/: read-only unless the remediation component is added -----
+
+WRITE_VERBS = {"create", "update", "patch", "delete", "deletecollection", "*"}
+OPERATOR_OWN = {"kubedrift.dev", "kopf.dev", "authentication.k8s.io", "authorization.k8s.io", "events.k8s.io"}
+
+
+def _render(tmp_path: Path, components: list[str]) -> list[dict[str, Any]]:
+    import shutil
+    import subprocess
+
+    shutil.copytree(ROOT / "deploy", tmp_path / "deploy")
+    overlay = tmp_path / "overlay"
+    overlay.mkdir()
+    (overlay / "kustomization.yaml").write_text(yaml.safe_dump(
+        {"resources": ["../deploy"], "components": [f"../deploy/{c}" for c in components]}))
+    out = subprocess.run(["kubectl", "kustomize", str(overlay)], capture_output=True, text=True, timeout=60,
+                         check=True).stdout
+    return [d for d in yaml.safe_load_all(out) if d]
+
+
+def _writes_on_watched_objects(docs: list[dict[str, Any]]) -> set[tuple[str, str]]:
+    found = set()
+    for doc in docs:
+        if doc["kind"] not in ("ClusterRole", "Role"):
+            continue
+        for rule in doc.get("rules") or []:
+            if not WRITE_VERBS & set(rule.get("verbs") or []):
+                continue
+            for group in rule.get("apiGroups") or []:
+                for resource in rule.get("resources") or []:
+                    if group in OPERATOR_OWN or (group == "" and resource == "events"):
+                        continue
+                    found.add((group, resource))
+    return found
+
+
+def test_base_install_is_read_only_and_the_component_adds_writes(tmp_path: Path) -> None:
+    assert _writes_on_watched_objects(_render(tmp_path / "base", [])) == set()
+    with_component = _render(tmp_path / "opt-in", ["remediation"])
+    writes = _writes_on_watched_objects(with_component)
+    assert ("apps", "deployments") in writes and ("", "services") in writes
+    assert not any(resource == "secrets" or group == "rbac.authorization.k8s.io" for group, resource in writes)
+    binding = next(d for d in with_component if d["kind"] == "ClusterRoleBinding"
+                   and d["metadata"]["name"] == "kubedrift-remediator")
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "kubedrift", "namespace": "kubedrift"}]
