@@ -27,13 +27,17 @@ from kubedrift.model import (
     KubeObject,
     LoadError,
     PolicyRef,
+    Remediation,
+    RemediationMode,
     ScanOutcome,
     ScanResult,
     Stall,
 )
 from kubedrift.policy import PolicyError, PolicySpec, parse_policy
+from kubedrift.publish.delivery import Notifier, notify, secret_reader
 from kubedrift.publish.events import EventRecorder
 from kubedrift.publish.fix import propose_fixes
+from kubedrift.publish.remediation import remediate
 from kubedrift.publish.reports import ReportLedger, ReportPublisher
 from kubedrift.publish.status import ScanStatus, StatusWriter, build_status
 from kubedrift.source.git import Checkout, GitCache, GitCredentials, GitSourceError, credentials_for_repo
@@ -53,6 +57,8 @@ class Comparison:
     `Missing`."""
     read_errors: list[LoadError]
     """Kinds/namespaces the API would not list."""
+    live: list[KubeObject] = field(default_factory=list)
+    """The live objects read (what the fixes were proposed against)."""
 
 
 def compare_with_cluster(desired: Sequence[KubeObject], reader: LiveReader, settings: DiffSettings) -> Comparison:
@@ -66,6 +72,7 @@ def compare_with_cluster(desired: Sequence[KubeObject], reader: LiveReader, sett
         result=result,
         unread={k.id: live.reason(k) or "its live state could not be read" for k in keys if not live.readable(k)},
         read_errors=live.errors,
+        live=list(live.objects),
     )
 
 
@@ -101,6 +108,9 @@ class _Reading:
     declared: list[str] = field(default_factory=list)
     load_errors: list[LoadError] = field(default_factory=list)
     comparison: Comparison | None = None
+    desired: list[KubeObject] = field(default_factory=list)
+    access: ReadAccess | None = None
+    view: IdentityView | None = None
 
 
 def policy_ref(body: dict[str, Any]) -> PolicyRef:
@@ -121,6 +131,7 @@ class Engine:
         instance: str = "",
         tenancy: Tenancy | None = None,
         min_interval: float = 0.0,
+        notifier: Notifier | None = None,
     ) -> None:
         """`min_interval`: the operator's floor on scan intervals; outcomes report the interval in effect."""
         self.client = client
@@ -134,6 +145,8 @@ class Engine:
         self.reports = ReportPublisher(client, retention_seconds)
         self.status = StatusWriter(client)
         self.events = EventRecorder(client, instance)
+        self.notifier = notifier
+        """Delivers `spec.notifications` off the scan path (publish/delivery.py); None: notifications are off."""
         self._lock = threading.Lock()
         self._manifests: dict[str, tuple[tuple[Any, ...], list[KubeObject], list[LoadError]]] = {}
 
@@ -147,11 +160,12 @@ class Engine:
         try:
             self._read(body, ref, reading)
             ledger = self._ledger(ref)
-            outcome = self._judge(ref, reading, ledger)
+            remediations = self._remediate(reading, ledger)
+            outcome = self._judge(ref, reading, ledger, remediations)
         except _Stalled as stall:
             outcome = stalled(ref, Stall(stall.reason, stall.message), finished=_now(), revision=reading.revision,
                               interval_seconds=reading.spec.interval_seconds if reading.spec else None)
-        self._publish(body, outcome, ledger)
+        self._publish(body, outcome, ledger, reading)
         duration = time.monotonic() - began
         for observer in self.observers:
             try:
@@ -176,6 +190,7 @@ class Engine:
         assert spec.source is not None  # parse_policy requires it
         access = self.tenancy.access_for(spec.namespace, spec.service_account_name)
         view = self.views.view(access)
+        reading.access, reading.view = access, view
         credentials = self._credentials(spec, view, access)
         try:
             checkout = self.git_cache.checkout(spec.source.repo_url, spec.source.revision, namespace=spec.namespace,
@@ -198,7 +213,27 @@ class Engine:
         except ApiError as exc:
             raise _Stalled("ClusterUnavailable", f"Kubernetes API: {exc}") from None
         reading.declared = [identity(o).id for o in desired]
+        reading.desired = desired
         reading.load_errors = load_errors
+
+    def _remediate(self, reading: _Reading, ledger: ReportLedger) -> dict[str, Remediation]:
+        """`spec.remediation` (off by default), through the policy's identity; drift already reported only."""
+        spec, comparison, view, access = reading.spec, reading.comparison, reading.view, reading.access
+        assert spec is not None and comparison is not None and view is not None and access is not None
+        if spec.remediation.mode is RemediationMode.OFF:
+            return {}
+        settings = spec.settings
+
+        def rescan(objects: Sequence[KubeObject]) -> ScanResult:
+            return compare_with_cluster(objects, LiveReader(view.client, view.discovery, access), settings).result
+
+        try:
+            return remediate(spec.remediation, comparison.result, reading.desired, comparison.live, settings,
+                             client=view.client, discovery=view.discovery, reported=ledger.active().keys(),
+                             may_write=not access.confined, rescan=rescan)
+        except ApiError as exc:  # the rescan could not read: what was read before stands
+            log.warning("remediation of %s: cannot compare again: %s", spec.id, exc)
+            return {}
 
     def _ledger(self, ref: PolicyRef) -> ReportLedger:
         """The policy's DriftReports: the drift active before this scan, and since when."""
@@ -208,7 +243,8 @@ class Engine:
             raise _Stalled("ClusterUnavailable", f"cannot list the policy's DriftReports: {exc}") from None
 
     @staticmethod
-    def _judge(ref: PolicyRef, reading: _Reading, ledger: ReportLedger) -> ScanOutcome:
+    def _judge(ref: PolicyRef, reading: _Reading, ledger: ReportLedger,
+               remediations: dict[str, Remediation]) -> ScanOutcome:
         comparison = reading.comparison
         assert comparison is not None and reading.spec is not None
         incomplete = None
@@ -228,6 +264,7 @@ class Engine:
             errors=[*reading.load_errors, *comparison.read_errors, *comparison.result.errors],
             read_errors=len(comparison.read_errors),
             interval_seconds=reading.spec.interval_seconds,
+            remediations=remediations,
         )
 
     def _credentials(self, spec: PolicySpec, view: IdentityView, access: ReadAccess) -> GitCredentials | None:
@@ -271,11 +308,15 @@ class Engine:
 
     # ----- publish -----
 
-    def _publish(self, body: dict[str, Any], outcome: ScanOutcome, ledger: ReportLedger) -> None:
+    def _publish(self, body: dict[str, Any], outcome: ScanOutcome, ledger: ReportLedger, reading: _Reading) -> None:
         ref = outcome.policy
         previous = dict(body.get("status") or {})
         synced = self.reports.sync(outcome, ledger)
         self.events.publish(outcome, previous)
+        targets = reading.spec.notifications if reading.spec else []
+        if self.notifier is not None and reading.view is not None and targets:
+            notify(self.notifier, outcome, targets, secret_reader(reading.view.client, ref.namespace,
+                                                                  allow_http=self.notifier.allow_http))
         meta = body.get("metadata") or {}
         status = build_status(
             ScanStatus(
@@ -283,6 +324,7 @@ class Engine:
                 generation=int(meta.get("generation") or 0),
                 scan_request=(meta.get("annotations") or {}).get(SCAN_REQUEST_ANNOTATION),
                 publish_errors=[LoadError("DriftReport", message) for message in synced.errors],
+                notifications=self.notifier.states(ref.id, targets) if self.notifier and targets else [],
             ),
             previous,
         )
@@ -310,6 +352,8 @@ class Engine:
         ref = policy_ref(body)
         with self._lock:
             self._manifests.pop(ref.id, None)
+        if self.notifier is not None:
+            self.notifier.forget(ref.id)
         for observer in self.observers:
             try:
                 observer.policy_deleted(ref)

@@ -461,6 +461,12 @@ class ScanOutcome:
     detected: tuple[str, ...] = ()
     resolved: tuple[str, ...] = ()
     untracked: tuple[str, ...] = ()
+    escalated: tuple[str, ...] = ()
+    """Drift active before and now, whose severity rose."""
+    before: Mapping[str, ActiveDrift] = field(default_factory=dict)
+    """The drift as it was before the scan, for each escalated, resolved or untracked id."""
+    remediations: Mapping[str, Remediation] = field(default_factory=dict)
+    """What `spec.remediation` did (or deliberately did not do) this scan, by resource id."""
     errors: tuple[LoadError, ...] = ()
     """Files, kinds and objects that could not be read or compared; everything else was."""
     read_errors: int = 0
@@ -484,6 +490,16 @@ class ScanOutcome:
         for drift in self.active.values():
             counts[drift.severity.label] += 1
         return counts
+
+    def resolution(self, rid: str) -> str | None:
+        """How a drift ended in this scan: `remediated` (kubedrift applied its fix), `fixed` (matches Git
+        again otherwise) or `undeclared` (no longer declared); None when it did not end."""
+        if rid in self.untracked:
+            return "undeclared"
+        if rid not in self.resolved:
+            return None
+        action = self.remediations.get(rid)
+        return "remediated" if action is not None and action.applied else "fixed"
 
     def not_compared(self) -> dict[str, str]:
         return {rid: v.reason for rid, v in self.verdicts.items() if isinstance(v, NotCompared)}
@@ -559,6 +575,26 @@ class RemediationMode(enum.StrEnum):
     OFF = "Off"
     DRY_RUN = "DryRun"
     APPLY = "Apply"
+
+
+@dataclass(frozen=True)
+class Remediation:
+    """What was done (or deliberately not done) about one drift in one scan (publish/remediation.py)."""
+
+    resource_id: str
+    mode: RemediationMode
+    result: str
+    """Succeeded, Failed or Skipped."""
+    message: str
+    time: datetime.datetime
+
+    @property
+    def applied(self) -> bool:
+        return self.mode is RemediationMode.APPLY and self.result == "Succeeded"
+
+    def to_json(self) -> dict[str, str]:
+        return {"mode": self.mode.value, "result": self.result, "message": self.message,
+                "time": self.time.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")}
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ from kubedrift.engine import ScanObserver
 from kubedrift.model import PolicyRef, ScanOutcome
 from kubedrift.publish.api import register_api
 from kubedrift.publish.api_auth import KubeAuthorizer
+from kubedrift.publish.delivery import Notifier
 from kubedrift.publish.health import Readiness
 from kubedrift.publish.metrics import DriftMetrics
 from kubedrift.publish.scan_trigger import AnnotationScanTrigger
@@ -77,6 +78,7 @@ def build(
     mongodb_uri: str | None,
     namespace: str | None = None,
     api_audiences: Sequence[str] = (),
+    notifier: Notifier | None = None,
 ) -> list[ScanObserver]:
     """Metrics, history store (when `mongodb_uri`) and the REST API on `app`; the observers to pass the engine.
 
@@ -84,6 +86,8 @@ def build(
     policy's DriftReports, so a restart or a new leader keeps drift age.
     """
     metrics = DriftMetrics()
+    if notifier is not None:
+        notifier.count_with(metrics.count_notification)
     store = DriftStore.from_uri(mongodb_uri, on_health=store_health_hook(readiness.degrade, readiness.recover))
     observers: list[ScanObserver] = [MetricsObserver(metrics)]
     if store is not None:

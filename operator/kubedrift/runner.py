@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import atexit
 import contextlib
 import logging
 import os
@@ -27,7 +28,9 @@ from kubedrift.engine import Engine
 from kubedrift.handlers import PolicyLoops, register
 from kubedrift.model import ANNOTATION_PREFIX, FINALIZER
 from kubedrift.policy import parse_duration
+from kubedrift.publish.delivery import Notifier
 from kubedrift.publish.health import Readiness, create_app, start_server
+from kubedrift.publish.status import StatusWriter
 from kubedrift.scheduling import DEFAULT_MIN_INTERVAL, DEFAULT_SCAN_WORKERS, FairScanPool
 from kubedrift.source.git import GitCache
 
@@ -140,6 +143,8 @@ class RunSettings:
     min_interval: float
     scan_workers: int
     api_audiences: tuple[str, ...]
+    allow_insecure_http: bool = False
+    """KUBEDRIFT_ALLOW_INSECURE_HTTP=1: notification receivers over plain http (tests, closed networks)."""
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> RunSettings:
@@ -162,6 +167,7 @@ class RunSettings:
             min_interval=parse_duration(args.min_interval, "--min-interval"),
             scan_workers=_at_least_one(args.scan_workers, "--scan-workers"),
             api_audiences=tuple(a.strip() for a in str(args.api_audiences or "").split(",") if a.strip()),
+            allow_insecure_http=_env("KUBEDRIFT_ALLOW_INSECURE_HTTP") == "1",
         )
 
 
@@ -199,11 +205,14 @@ def main(args: argparse.Namespace) -> int:
             return 1
     readiness = Readiness()
     app = create_app(readiness)
+    notifier = Notifier(on_state=StatusWriter(client).write_notifications,
+                        allow_http=run.allow_insecure_http).start()
+    atexit.register(notifier.close)
     observers = scan_observers.build(app, readiness, client, mongodb_uri=run.mongodb_uri, namespace=run.namespace,
-                                     api_audiences=run.api_audiences)
+                                     api_audiences=run.api_audiences, notifier=notifier)
     engine = Engine(client, GitCache(run.git_cache), retention_seconds=run.report_retention,
                     git_timeout=run.git_timeout, observers=observers, instance=run.instance, tenancy=tenancy,
-                    min_interval=run.min_interval)
+                    min_interval=run.min_interval, notifier=notifier)
     registry = kopf.OperatorRegistry()
     pool = FairScanPool(run.scan_workers)
     register(registry, PolicyLoops(engine, pool, min_interval=run.min_interval))

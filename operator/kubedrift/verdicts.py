@@ -18,6 +18,7 @@ from kubedrift.model import (
     LoadError,
     NotCompared,
     PolicyRef,
+    Remediation,
     ResourceDrift,
     ScanOutcome,
     ScanResult,
@@ -40,6 +41,7 @@ def judge(
     errors: Sequence[LoadError] = (),
     read_errors: int = 0,
     interval_seconds: float | None = None,
+    remediations: Mapping[str, Remediation] | None = None,
 ) -> ScanOutcome:
     """The outcome of a scan that compared what it could read.
 
@@ -69,6 +71,7 @@ def judge(
     detected: list[str] = []
     resolved: list[str] = []
     untracked: list[str] = []
+    escalated: list[str] = []
     for rid, verdict in sorted(verdicts.items()):
         before = previous.get(rid)
         if isinstance(verdict, Drifted):
@@ -77,6 +80,8 @@ def judge(
             active[rid] = ActiveDrift(drift.resource, drift.severity, first_seen)
             if before is None:
                 detected.append(rid)
+            elif drift.severity > before.severity:
+                escalated.append(rid)
         elif before is None:
             continue
         elif isinstance(verdict, NotCompared):
@@ -95,6 +100,9 @@ def judge(
         detected=tuple(detected),
         resolved=tuple(resolved),
         untracked=tuple(untracked),
+        escalated=tuple(escalated),
+        before={rid: previous[rid] for rid in (*escalated, *resolved, *untracked)},
+        remediations=dict(remediations or {}),
         errors=tuple(errors),
         read_errors=read_errors,
         interval_seconds=interval_seconds,

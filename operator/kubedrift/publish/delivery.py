@@ -25,15 +25,16 @@ import datetime
 import logging
 import random
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
 
-from kubedrift.model import NotificationTarget
-from kubedrift.publish.notifications import Announcement, render
+from kubedrift.cluster.client import ApiError, KubeClient, resource_path
+from kubedrift.model import NotificationTarget, ScanOutcome
+from kubedrift.publish.notifications import Announcement, announcements, render
 
 log = logging.getLogger(__name__)
 
@@ -137,6 +138,7 @@ class Notifier:
         queue_limit: int = 100,
         on_result: Callable[[str], None] | None = None,
         on_state: Callable[[str, list[dict[str, Any]]], None] | None = None,
+        allow_http: bool = False,
     ) -> None:
         """`on_result(result)` counts each message once: delivered, failed or dropped (and each retry as
         retried); `on_state(policy id, states)` is called when a target starts or stops failing."""
@@ -145,6 +147,8 @@ class Notifier:
         self.max_backoff = max_backoff
         self.timeout = timeout
         self.queue_limit = queue_limit
+        self.allow_http = allow_http
+        """Receivers over plain http (KUBEDRIFT_ALLOW_INSECURE_HTTP=1: tests, closed networks)."""
         self._on_result = on_result or (lambda _result: None)
         self._on_state = on_state
         self._policies: dict[str, _Policy] = {}
@@ -193,6 +197,10 @@ class Notifier:
                         self.queue_limit)
         if start:
             self._loop.call_soon_threadsafe(lambda: self._loop.create_task(self._drain(policy)))
+
+    def count_with(self, on_result: Callable[[str], None]) -> None:
+        """Where results are counted (the metrics, once they exist)."""
+        self._on_result = on_result
 
     def states(self, policy: str, targets: list[NotificationTarget] | None = None) -> list[dict[str, Any]]:
         """The status entries of a policy's targets (those configured now, when given)."""
@@ -302,3 +310,36 @@ class Notifier:
             self._on_state(policy, self.states(policy))
         except Exception:
             log.exception("cannot record the notification state of %s", policy)
+
+
+def secret_reader(client: KubeClient, namespace: str, *, allow_http: bool) -> UrlReader:
+    """Reads a target's URL from its Secret through `client` (the policy's identity view)."""
+
+    def read(target: NotificationTarget) -> str:
+        where = f"Secret {namespace}/{target.secret_ref}"
+        try:
+            secret = client.get(resource_path("", "v1", "secrets", namespace, target.secret_ref))
+        except ApiError as exc:
+            if exc.not_found:
+                raise NotificationError(f"{where} not found") from None
+            if exc.forbidden:
+                who = f" for {client.user}" if client.user else ""
+                raise NotificationError(f"{where} cannot be read: forbidden{who}") from None
+            raise NotificationError(f"{where} cannot be read: {exc.status} {exc.reason}") from None
+        try:
+            return receiver_url(secret if isinstance(secret, Mapping) else {}, allow_http=allow_http)
+        except NotificationError as exc:
+            raise NotificationError(f"{where}: {exc}") from None
+
+    return read
+
+
+def notify(notifier: Notifier, outcome: ScanOutcome, targets: Sequence[NotificationTarget], read_url: UrlReader) -> int:
+    """Queue the outcome's transitions for every target that wants them; returns how many messages."""
+    queued = 0
+    for announcement in announcements(outcome):
+        for target in targets:
+            if announcement.wanted_by(target):
+                notifier.submit(outcome.policy.id, target, announcement, read_url)
+                queued += 1
+    return queued

@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from kubedrift.cluster.client import ApiError, KubeClient, resource_path
-from kubedrift.model import API_VERSION, Drifted, PolicyRef, ResourceDrift, ScanOutcome
+from kubedrift.model import API_VERSION, Drifted, PolicyRef, RemediationMode, ResourceDrift, ScanOutcome
 from kubedrift.publish.reports import format_time
 from kubedrift.publish.status import one_line
 
@@ -71,6 +71,24 @@ class EventRecorder:
             return
         detected = [v.drift for rid in outcome.detected if isinstance(v := outcome.verdicts[rid], Drifted)]
         self.drift_changes(outcome.policy, detected, outcome.resolved, outcome.untracked, outcome.finished)
+        self.remediations(outcome)
+
+    def remediations(self, outcome: ScanOutcome) -> None:
+        """One event per write kubedrift made (or tried); a dry run only when its drift is new (not every scan)."""
+        for rid, action in sorted(outcome.remediations.items()):
+            if action.result == "Skipped":
+                continue
+            if action.mode is RemediationMode.DRY_RUN:
+                if rid in outcome.detected:
+                    self.post(outcome.policy, "RemediationDryRun", f"{rid}: {action.result}: {action.message}",
+                              warning=action.result != "Succeeded", now=outcome.finished)
+            elif action.applied:
+                how = "matches Git again" if rid in outcome.resolved else "still differs after the fix"
+                self.post(outcome.policy, "Remediated", f"{rid}: {action.message}; {how}",
+                          warning=rid not in outcome.resolved, now=outcome.finished)
+            else:
+                self.post(outcome.policy, "RemediationFailed", f"{rid}: {action.message}", warning=True,
+                          now=outcome.finished)
 
     def _scan_failed(self, outcome: ScanOutcome, previous_status: Mapping[str, Any]) -> None:
         """A warning when the policy newly stalls, or stalls for another reason; not at every retry."""

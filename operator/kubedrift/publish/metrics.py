@@ -81,6 +81,13 @@ class DriftMetrics:
                                        buckets=SCAN_DURATION_BUCKETS, registry=r)
         self.detected = Counter("kubedrift_drifts_detected", "Drifts that became active.", policy, registry=r)
         self.resolved = Counter("kubedrift_drifts_resolved", "Active drifts that went away.", policy, registry=r)
+        self.notifications = Counter("kubedrift_notifications", "Notification messages by result: delivered, "
+                                     "failed (given up after retries), dropped (queue full), retried (per retry).",
+                                     ["result"], registry=r)
+        self.remediations = Counter("kubedrift_remediations", "Remediation actions by mode (DryRun, Apply) and "
+                                    "result (Succeeded, Failed, Skipped).", ["mode", "result"], registry=r)
+        for result in ("delivered", "failed", "dropped", "retried"):
+            self.notifications.labels(result=result)
         self.scan_errors = Counter("kubedrift_scan_errors", "Failed scans and partial read errors, by reason.",
                                    [*policy, "reason"], registry=r)
         self.git_fetch_errors = Counter("kubedrift_git_fetch_errors", "Failed fetches of a policy's Git source.",
@@ -93,6 +100,9 @@ class DriftMetrics:
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
+
+    def count_notification(self, result: str) -> None:
+        self.notifications.labels(result=result).inc()
 
     def observe(self, outcome: ScanOutcome, *, duration: float) -> None:
         """One finished scan (`duration`: the whole scan, publishing included)."""
@@ -122,6 +132,8 @@ class DriftMetrics:
         self.last_success.labels(**labels).set(outcome.finished.timestamp())
         self.detected.labels(**labels).inc(len(outcome.detected))
         self.resolved.labels(**labels).inc(len(outcome.resolved))
+        for action in outcome.remediations.values():
+            self.remediations.labels(mode=action.mode.value, result=action.result).inc()
         for severity, count in outcome.by_severity().items():
             self.drifted_resources.labels(**labels, severity=severity).set(count)
         self._sync_first_seen(ref.namespace, ref.name, outcome.active)

@@ -16,7 +16,18 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from kubedrift.model import Change, DriftState, NotificationTarget, ResourceDrift, ResourceRef, Severity, TransitionKind
+from kubedrift.model import (
+    Change,
+    Drifted,
+    DriftState,
+    NotificationTarget,
+    ResourceDrift,
+    ResourceRef,
+    ScanOutcome,
+    Severity,
+    TransitionKind,
+)
+from kubedrift.publish.reports import report_name
 
 WEBHOOK_API_VERSION = "kubedrift.dev/notification/v1"
 MAX_PATHS = 10
@@ -113,6 +124,34 @@ def announce(
         changed_by=last.changed_by if last else None, changed_at=last.changed_at if last else None,
         first_seen=first_seen, revision=revision, resolution=resolution,
     )
+
+
+def announcements(outcome: ScanOutcome) -> list[Announcement]:
+    """The transitions the outcome decided, one announcement each (a scan without transitions has none)."""
+    policy = outcome.policy
+    found: list[Announcement] = []
+
+    def of(event: TransitionKind, rid: str, **kwargs: Any) -> Announcement:
+        return announce(event, policy_namespace=policy.namespace, policy_name=policy.name,
+                        report=report_name(policy.name, rid), at=outcome.finished, resource_id=rid,
+                        revision=outcome.revision or "", **kwargs)
+
+    for event, ids in ((TransitionKind.DETECTED, outcome.detected), (TransitionKind.ESCALATED, outcome.escalated)):
+        for rid in ids:
+            verdict, active = outcome.verdicts.get(rid), outcome.active.get(rid)
+            if not isinstance(verdict, Drifted) or active is None:
+                continue
+            before = outcome.before.get(rid)
+            found.append(of(event, rid, resource=verdict.drift.resource, severity=verdict.drift.severity,
+                            drift=verdict.drift, first_seen=active.first_seen,
+                            previous_severity=before.severity if before else None))
+    for rid in (*outcome.resolved, *outcome.untracked):
+        ended = outcome.before.get(rid)
+        if ended is None:
+            continue
+        found.append(of(TransitionKind.RESOLVED, rid, resource=ended.resource, severity=ended.severity,
+                        first_seen=ended.first_seen, resolution=outcome.resolution(rid)))
+    return found
 
 
 def _stamp(moment: datetime.datetime | None) -> str | None:

@@ -22,47 +22,30 @@ from __future__ import annotations
 
 import datetime
 import logging
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 
 from kubedrift.cluster.client import JSON_PATCH, ApiError, KubeClient, resource_path
 from kubedrift.cluster.discovery import Discovery
 from kubedrift.diff.compare import identity
+from kubedrift.diff.ignore import scale_targets
 from kubedrift.model import (
     FIELD_MANAGER,
     DiffSettings,
     KubeObject,
+    Remediation,
     RemediationMode,
     RemediationSpec,
     ResourceDrift,
+    ScanResult,
 )
 from kubedrift.publish.fix import declared_body
 
 log = logging.getLogger(__name__)
 
 APPLY_PATCH = "application/apply-patch+yaml"
-SUCCEEDED, FAILED, SKIPPED = "Succeeded", "Failed", "Skipped"
+SUCCEEDED, FAILED, SKIPPED = "Succeeded", "Failed", "Skipped"  # Remediation.result
 MAX_MESSAGE = 300
-
-
-@dataclass(frozen=True)
-class Remediation:
-    """What was done (or deliberately not done) about one drift in one scan."""
-
-    resource_id: str
-    mode: RemediationMode
-    result: str
-    """Succeeded, Failed or Skipped."""
-    message: str
-    time: datetime.datetime
-
-    @property
-    def applied(self) -> bool:
-        return self.mode is RemediationMode.APPLY and self.result == SUCCEEDED
-
-    def to_json(self) -> dict[str, str]:
-        return {"mode": self.mode.value, "result": self.result, "message": self.message,
-                "time": self.time.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")}
 
 
 @dataclass(frozen=True)
@@ -174,3 +157,31 @@ def _short(exc: ApiError) -> str:
     """The API server's answer (it names fields, not values), cut to a line."""
     text = f"{exc.status} {exc.reason}: {exc.message}" if exc.status else exc.message
     return text if len(text) <= MAX_MESSAGE else text[: MAX_MESSAGE - 1] + "…"
+
+
+def remediate(
+    spec: RemediationSpec,
+    result: ScanResult,
+    desired: Sequence[KubeObject],
+    live: Sequence[KubeObject],
+    settings: DiffSettings,
+    *,
+    client: KubeClient,
+    discovery: Discovery,
+    reported: Collection[str],
+    may_write: bool,
+    rescan: Callable[[Sequence[KubeObject]], ScanResult],
+) -> dict[str, Remediation]:
+    """One scan's remediation: plan, act, and compare again what was applied (`result` is updated in place,
+    so that the scan's verdicts say what the cluster holds after the fix)."""
+    chosen = plan(result.drifts, spec, reported=reported, may_write=may_write)
+    if not chosen.act and not chosen.skipped:
+        return {}
+    autoscaled = scale_targets([o.body for o in live] + [o.body for o in desired])
+    done = Remediator(client, discovery).run(chosen, spec.mode, desired, live, settings, autoscaled=autoscaled)
+    applied = {rid for rid, action in done.items() if action.applied}
+    if applied:
+        again = rescan([o for o in desired if identity(o).id in applied])
+        result.drifts = sorted([d for d in result.drifts if d.id not in applied]
+                               + [d for d in again.drifts if d.id in applied], key=lambda d: (-d.severity, d.id))
+    return done

@@ -215,11 +215,16 @@ class ReportPublisher:
             handled.add(name)
             current = ledger.reports.get(name)
             try:
+                action = outcome.remediations.get(rid)
+                remediation = action.to_json() if action is not None else None
                 if isinstance(verdict, Drifted):
                     first_seen = format_time(outcome.active[rid].first_seen)
-                    self._upsert(policy, verdict.drift, outcome.revision or "", stamp, first_seen, current)
+                    self._upsert(policy, verdict.drift, outcome.revision or "", stamp, first_seen, current,
+                                 remediation)
                 elif rid in ending and current is not None:
-                    self._write_status(policy, name, {"state": RESOLVED, "lastSeen": stamp, "resolvedAt": stamp})
+                    status = {"state": RESOLVED, "lastSeen": stamp, "resolvedAt": stamp,
+                              "resolution": outcome.resolution(rid)}
+                    self._write_status(policy, name, status | ({"remediation": remediation} if remediation else {}))
                 elif current is not None and not _is_active(current):
                     self._expire(policy, name, current, now)
             except ApiError as exc:
@@ -249,6 +254,7 @@ class ReportPublisher:
         stamp: str,
         first_seen: str,
         current: dict[str, Any] | None,
+        remediation: dict[str, Any] | None = None,
     ) -> None:
         name = report_name(policy.name, drift.id)
         active = current is not None and _is_active(current)
@@ -273,9 +279,12 @@ class ReportPublisher:
                 self._replace_spec(policy, name, spec)  # created meanwhile (e.g. by a previous leader)
         elif current.get("spec") != spec:
             self._replace_spec(policy, name, spec)
-        elif active:
+        elif active and not _remediation_changed(current, remediation):
             return  # nothing changed: no write
-        self._write_status(policy, name, {"state": ACTIVE, "lastSeen": stamp})
+        status: dict[str, Any] = {"state": ACTIVE, "lastSeen": stamp}
+        if remediation is not None:
+            status["remediation"] = remediation
+        self._write_status(policy, name, status)
 
     def _replace_spec(self, policy: PolicyRef, name: str, spec: dict[str, Any]) -> None:
         self._client.request("PATCH", self._path(policy.namespace, name),
@@ -296,6 +305,14 @@ class ReportPublisher:
                 if not exc.not_found:
                     raise
         return deleted
+
+
+def _remediation_changed(report: Mapping[str, Any], remediation: Mapping[str, Any] | None) -> bool:
+    """A new remediation result (the same answer again, at another time, is no news)."""
+    if remediation is None:
+        return False
+    before = (report.get("status") or {}).get("remediation") or {}
+    return {k: v for k, v in before.items() if k != "time"} != {k: v for k, v in remediation.items() if k != "time"}
 
 
 def _is_active(report: Mapping[str, Any]) -> bool:

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from kubedrift.cluster.client import JSON_PATCH, KubeClient, resource_path
+from kubedrift.cluster.client import JSON_PATCH, MERGE_PATCH, KubeClient, resource_path
 from kubedrift.model import GROUP, POLICY_PLURAL, VERSION, LoadError, PolicyRef, ScanOutcome
 from kubedrift.publish.reports import format_time
 
@@ -40,6 +40,8 @@ class ScanStatus:
     """Value of the `kubedrift.dev/scan-requested-at` annotation this scan saw (echoed back)."""
     publish_errors: Sequence[LoadError] = field(default_factory=list)
     """Reports that could not be written."""
+    notifications: Sequence[dict[str, Any]] = field(default_factory=list)
+    """Delivery state of each `spec.notifications` target (publish/delivery.py)."""
 
 
 def _condition(previous: list[dict[str, Any]], type_: str, status: bool, reason: str, message: str,
@@ -83,6 +85,8 @@ def build_status(scan: ScanStatus, previous: dict[str, Any]) -> dict[str, Any]:
         status["revision"] = outcome.revision
     if scan.scan_request is not None:
         status["lastHandledScanRequest"] = scan.scan_request
+    if scan.notifications:
+        status["notifications"] = list(scan.notifications)
 
     if outcome.stall is not None or outcome.result is None:
         reason = outcome.stall.reason if outcome.stall else "ScanFailed"
@@ -133,3 +137,9 @@ class StatusWriter:
         path = resource_path(GROUP, VERSION, POLICY_PLURAL, policy.namespace, policy.name, "status")
         self._client.request("PATCH", path, body=[{"op": "add", "path": "/status", "value": status}],
                              content_type=JSON_PATCH)
+
+    def write_notifications(self, policy_id: str, states: list[dict[str, Any]]) -> None:
+        """Only `status.notifications`, between scans (a delivery started or stopped failing)."""
+        namespace, _, name = policy_id.partition("/")
+        path = resource_path(GROUP, VERSION, POLICY_PLURAL, namespace, name, "status")
+        self._client.request("PATCH", path, body={"status": {"notifications": states}}, content_type=MERGE_PATCH)

@@ -117,6 +117,8 @@ class ScanJob:
     drifted: tuple[DriftEntry, ...]
     resolved: tuple[str, ...]
     untracked: tuple[str, ...]
+    resolutions: Mapping[str, str] = field(default_factory=dict)
+    """How each resolved drift ended (`fixed`, `remediated`), as the outcome says."""
 
     @classmethod
     def of(cls, outcome: ScanOutcome) -> ScanJob:
@@ -126,7 +128,8 @@ class ScanJob:
             for rid, v in sorted(outcome.verdicts.items()) if isinstance(v, Drifted)
         )
         return cls(policy=outcome.policy.id, at=bson_time(outcome.finished), revision=outcome.revision or "",
-                   drifted=entries, resolved=tuple(outcome.resolved), untracked=tuple(outcome.untracked))
+                   drifted=entries, resolved=tuple(outcome.resolved), untracked=tuple(outcome.untracked),
+                   resolutions={rid: outcome.resolution(rid) or "fixed" for rid in outcome.resolved})
 
 
 @dataclass
@@ -220,7 +223,9 @@ def plan_scan(job: ScanJob, existing: Mapping[str, Mapping[str, Any]]) -> Plan:
         if record is None or record.get("state") != RecordState.ACTIVE.value or _written(job, record):
             continue
         took = _seconds(job.at, record["firstSeen"])
-        message = f"live object matches Git again at revision {job.revision or 'unknown'}"
+        resolution = job.resolutions.get(resource_id, "fixed")
+        how = "remediated by kubedrift (server-side apply)" if resolution == "remediated" else "matches Git again"
+        message = f"live object {how} at revision {job.revision or 'unknown'}"
         plan.records.append(Write(_guard(job, record), {
             "$set": {"state": RecordState.RESOLVED.value, "resolvedAt": job.at, "resolution": message,
                      "revision": job.revision, "lastScanAt": job.at},
@@ -228,7 +233,8 @@ def plan_scan(job: ScanJob, existing: Mapping[str, Mapping[str, Any]]) -> Plan:
         }))
         plan.events.append(_event(job.policy, resource_id, EventType.RESOLVED, job.at,
                                   episode=record.get("episode", 1), severity=record.get("severity"),
-                                  revision=job.revision, durationSeconds=took, namespace=_namespace(record)))
+                                  revision=job.revision, durationSeconds=took, namespace=_namespace(record),
+                                  resolution=resolution))
     for resource_id in job.untracked:
         record = existing.get(resource_id)
         if record is None or record.get("state") != RecordState.ACTIVE.value or _written(job, record):
