@@ -8,7 +8,16 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 
-from kubedrift.model import ActiveDrift, LoadError, PolicyRef, ResourceDrift, ScanOutcome, ScanResult, Stall
+from kubedrift.model import (
+    ActiveDrift,
+    LoadError,
+    PolicyRef,
+    Remediation,
+    ResourceDrift,
+    ScanOutcome,
+    ScanResult,
+    Stall,
+)
 from kubedrift.verdicts import judge, stalled
 
 
@@ -26,6 +35,7 @@ class Scans:
         undeclared: Iterable[str] = (),
         incomplete: str | None = None,
         interval_seconds: float | None = None,
+        remediations: Mapping[str, Remediation] | None = None,
     ) -> ScanOutcome:
         """A scan that found `drifts`; every other resource active before was compared clean, unless it is
         in `unread` (not compared), in `undeclared` (gone from Git) or `incomplete` says the manifests were
@@ -41,7 +51,8 @@ class Scans:
             errors.append(LoadError("broken.yaml", incomplete))
         outcome = judge(self.policy, finished=at, result=result, declared=sorted(drifted | clean | set(unread)),
                         unread=unread, previous=self.active, incomplete=incomplete, revision=revision,
-                        errors=errors, read_errors=len(unread), interval_seconds=interval_seconds)
+                        errors=errors, read_errors=len(unread), interval_seconds=interval_seconds,
+                        remediations=remediations)
         self.active = dict(outcome.active)
         return outcome
 
