@@ -81,6 +81,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         default=_env("KUBEDRIFT_SCAN_WORKERS", str(DEFAULT_SCAN_WORKERS)),
                         help="scans running at once, at most half of them from one namespace "
                              f"(env KUBEDRIFT_SCAN_WORKERS, {DEFAULT_SCAN_WORKERS})")
+    parser.add_argument("--notification-attempts", type=int,
+                        default=_env("KUBEDRIFT_NOTIFICATION_ATTEMPTS", "5"),
+                        help="tries per notification message before it is given up "
+                             "(env KUBEDRIFT_NOTIFICATION_ATTEMPTS, 5)")
+    parser.add_argument("--notification-backoff", default=_env("KUBEDRIFT_NOTIFICATION_BACKOFF", "2s"),
+                        help="wait before the first retry of a notification, doubled at each retry up to 60s "
+                             "(env KUBEDRIFT_NOTIFICATION_BACKOFF, 2s)")
     parser.add_argument("--api-audiences", default=_env("KUBEDRIFT_API_AUDIENCES", ""),
                         help="comma list of token audiences the REST API accepts, asked for in TokenReviews "
                              "(env KUBEDRIFT_API_AUDIENCES; default: the API server's own audience)")
@@ -143,6 +150,8 @@ class RunSettings:
     min_interval: float
     scan_workers: int
     api_audiences: tuple[str, ...]
+    notification_attempts: int = 5
+    notification_backoff: float = 2.0
     allow_insecure_http: bool = False
     """KUBEDRIFT_ALLOW_INSECURE_HTTP=1: notification receivers over plain http (tests, closed networks)."""
 
@@ -167,6 +176,8 @@ class RunSettings:
             min_interval=parse_duration(args.min_interval, "--min-interval"),
             scan_workers=_at_least_one(args.scan_workers, "--scan-workers"),
             api_audiences=tuple(a.strip() for a in str(args.api_audiences or "").split(",") if a.strip()),
+            notification_attempts=_at_least_one(args.notification_attempts, "--notification-attempts"),
+            notification_backoff=parse_duration(args.notification_backoff, "--notification-backoff"),
             allow_insecure_http=_env("KUBEDRIFT_ALLOW_INSECURE_HTTP") == "1",
         )
 
@@ -205,8 +216,8 @@ def main(args: argparse.Namespace) -> int:
             return 1
     readiness = Readiness()
     app = create_app(readiness)
-    notifier = Notifier(on_state=StatusWriter(client).write_notifications,
-                        allow_http=run.allow_insecure_http).start()
+    notifier = Notifier(attempts=run.notification_attempts, backoff=run.notification_backoff,
+                        on_state=StatusWriter(client).write_notifications, allow_http=run.allow_insecure_http).start()
     atexit.register(notifier.close)
     observers = scan_observers.build(app, readiness, client, mongodb_uri=run.mongodb_uri, namespace=run.namespace,
                                      api_audiences=run.api_audiences, notifier=notifier)
