@@ -210,6 +210,13 @@ def test_receiver_url_rules() -> None:
         with pytest.raises(NotificationError) as info:
             receiver_url(_secret(bad), allow_http=True)
         assert bad not in str(info.value)
+    for internal in ("https://169.254.169.254/latest", "https://127.0.0.1:8080/api/v1/analyze", "https://[::1]/x",
+                     "https://localhost/x"):
+        with pytest.raises(NotificationError, match="loopback, link-local"):
+            receiver_url(_secret(internal))
+    with pytest.raises(NotificationError, match="user info") as info:
+        receiver_url(_secret("https://bot:pa55word@example.com/x"))
+    assert "pa55word" not in str(info.value)
     with pytest.raises(NotificationError, match="no key 'url'"):
         receiver_url({"metadata": {"labels": {"kubedrift.dev/notification": "true"}}, "data": {}})
 

@@ -22,6 +22,7 @@ import binascii
 import collections
 import contextlib
 import datetime
+import ipaddress
 import logging
 import random
 import threading
@@ -68,7 +69,20 @@ def receiver_url(secret: Mapping[str, Any], *, allow_http: bool = False) -> str:
                                 "KUBEDRIFT_ALLOW_INSECURE_HTTP=1")
     if parts.scheme not in ("https", "http") or not parts.hostname:
         raise NotificationError("the receiver URL is not an http(s) URL")
+    if parts.username or parts.password:
+        raise NotificationError("the receiver URL holds user info; put credentials in the path or a token")
+    if not allow_http and _internal_address(parts.hostname):
+        raise NotificationError("the receiver URL names a loopback, link-local or unspecified address")
     return url
+
+
+def _internal_address(host: str) -> bool:
+    """An IP literal no tenant should aim the operator at (its own API, the node's metadata service)."""
+    try:
+        address = ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return host.lower() == "localhost"
+    return address.is_loopback or address.is_link_local or address.is_unspecified
 
 
 UrlReader = Callable[[NotificationTarget], str]
