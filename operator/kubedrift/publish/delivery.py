@@ -171,6 +171,7 @@ class Notifier:
         self._thread = threading.Thread(target=self._loop.run_forever, name="kubedrift-notifier", daemon=True)
         self._session: aiohttp.ClientSession | None = None
         self._idle = threading.Condition(self._lock)
+        self._tasks: set[asyncio.Task[None]] = set()
 
     def start(self) -> Notifier:
         self._thread.start()
@@ -210,7 +211,12 @@ class Notifier:
             log.warning("notifications of %s: queue full (%d), the oldest message was dropped", policy,
                         self.queue_limit)
         if start:
-            self._loop.call_soon_threadsafe(lambda: self._loop.create_task(self._drain(policy)))
+            self._loop.call_soon_threadsafe(self._start_drain, policy)
+
+    def _start_drain(self, policy: str) -> None:
+        task = self._loop.create_task(self._drain(policy))
+        self._tasks.add(task)  # the loop keeps only weak references to tasks
+        task.add_done_callback(self._tasks.discard)
 
     def count_with(self, on_result: Callable[[str], None]) -> None:
         """Where results are counted (the metrics, once they exist)."""

@@ -182,6 +182,9 @@ def remediate(
     applied = {rid for rid, action in done.items() if action.applied}
     if applied:
         again = rescan([o for o in desired if identity(o).id in applied])
-        result.drifts = sorted([d for d in result.drifts if d.id not in applied]
-                               + [d for d in again.drifts if d.id in applied], key=lambda d: (-d.severity, d.id))
+        # Only what was compared again replaces what was found before: an object the rescan could not
+        # read keeps its drift (never taken for fixed).
+        fresh = (applied & again.compared) - again.failed.keys()
+        result.drifts = sorted([d for d in result.drifts if d.id not in fresh]
+                               + [d for d in again.drifts if d.id in fresh], key=lambda d: (-d.severity, d.id))
     return done
