@@ -220,3 +220,40 @@ def test_base_install_is_read_only_and_the_component_adds_writes(tmp_path: Path)
     binding = next(d for d in with_component if d["kind"] == "ClusterRoleBinding"
                    and d["metadata"]["name"] == "kubedrift-remediator")
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "kubedrift", "namespace": "kubedrift"}]
+
+
+def test_the_reports_kubectl_line_puts_the_object_back(cluster: tuple[EmulatorServer, KubeClient],
+                                                       tmp_path: Path) -> None:
+    """The `spec.fix.command` of a DriftReport, run as a person would (bash, kubectl), leaves no drift."""
+    import os
+    import subprocess
+
+    from kubedrift.model import PolicyRef
+    from kubedrift.publish.reports import report_name, report_spec
+
+    server, client = cluster
+    server.register_crd_file(ROOT / "crds" / "driftreport.yaml")
+    result, _, _ = _scan(client)
+    policy = PolicyRef("kubedrift", "prod", "uid-1")
+    deploy = next(d for d in result.drifts if d.id == DEPLOY)
+    name = report_name(policy.name, deploy.id)
+    spec = report_spec(policy, deploy, "abc123", "2026-01-02T03:04:05Z")
+    client.request("POST", "/apis/kubedrift.dev/v1alpha1/namespaces/kubedrift/driftreports",
+                   body={"apiVersion": "kubedrift.dev/v1alpha1", "kind": "DriftReport",
+                         "metadata": {"name": name, "namespace": "kubedrift"}, "spec": spec})
+    kubeconfig = server.write_kubeconfig(tmp_path / "person-kubeconfig")
+    # The emulator serves no OpenAPI document, which kubectl apply's client-side validation downloads:
+    # the one concession is a kubectl on PATH that adds --validate=false to `apply`.
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "kubectl").write_text('#!/bin/sh\nif [ "$1" = apply ]; then shift; '
+                                     'exec /usr/bin/kubectl apply --validate=false "$@"; fi\n'
+                                     'exec /usr/bin/kubectl "$@"\n')
+    (bin_dir / "kubectl").chmod(0o755)
+    done = subprocess.run(["bash", "-c", spec["fix"]["command"]], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "KUBECONFIG": str(kubeconfig),
+                               "PATH": f"{bin_dir}:{os.environ['PATH']}"}, check=False)
+    assert done.returncode == 0, done.stderr
+    assert DEPLOY not in _drifted(client)
+    applied = [path for user, verb, path in server.audit() if verb == "patch" and path.endswith("/deployments/web")]
+    assert len(applied) == 2  # the guarded removal, then the server-side apply
