@@ -196,7 +196,8 @@ def _compare(args: argparse.Namespace, progress: Console) -> ScanResult:
     if live is not None:
         with _status(progress, f"comparing {len(desired)} objects…"):
             result = compare_objects(desired, live, settings)
-            propose_fixes(result, desired, live, settings)
+            if args.output == "fix":
+                propose_fixes(result, desired, live, settings)
     else:
         result = _compare_with_cluster(desired, settings, args, progress)
     result.errors[:0] = errors
