@@ -18,8 +18,6 @@ from tests.integration.test_operator import (
     DEPLOY_GIT,
     DEPLOY_LIVE,
     DEPLOYMENT,
-    GIT_TOKEN,
-    GIT_USER,
     GROUP,
     REPO,
     SERVICE_GIT,
@@ -59,7 +57,7 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Harness, R
             "--notification-attempts", "2", "--notification-backoff", "100ms"]
     try:
         with serve_receiver() as receiver, \
-                serve_git_http(tmp / "git", username=GIT_USER, password=GIT_TOKEN) as git_server, \
+                serve_git_http(tmp / "git", username=None, password=None) as git_server, \
                 running_operator(args, env, tmp / "operator.log", port):
             yield Harness(cluster, git_server, kubeconfig, tmp / "operator.log", port), receiver
     finally:
@@ -95,15 +93,12 @@ def test_reports_notifications_and_remediation_end_to_end(setup: tuple[Harness, 
         "apps/service.yaml": _yaml(_in_namespace(load_one(SERVICE_GIT), NS)),
         "apps/config.yaml": _yaml(config),
     })
-    harness.core.create_namespaced_secret(NS, _secret("git-creds", {"username": GIT_USER, "password": GIT_TOKEN},
-                                                      {"kubedrift.dev/git-credentials": "true"}))
     optin = {"kubedrift.dev/notification": "true"}
     harness.core.create_namespaced_secret(NS, _secret("hook", {"url": receiver.url("/hook")}, optin))
     harness.core.create_namespaced_secret(NS, _secret("slack", {"url": receiver.url("/slack")}, optin))
     harness.core.create_namespaced_secret(NS, _secret("unlabelled", {"url": receiver.url("/never")}))
     body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "DriftPolicy", "metadata": {"name": "app"}, "spec": {
-        "source": {"repoURL": harness.git.url(NS), "revision": "main", "paths": ["apps"],
-                   "secretRef": {"name": "git-creds"}},
+        "source": {"repoURL": harness.git.url(NS), "revision": "main", "paths": ["apps"]},  # public repo
         "interval": "1h",
         "notifications": [{"type": "webhook", "secretRef": {"name": "hook"}},
                           {"type": "slack", "secretRef": {"name": "slack"}, "minSeverity": "high"},

@@ -200,6 +200,8 @@ def _writes_on_watched_objects(docs: list[dict[str, Any]]) -> set[tuple[str, str
     for doc in docs:
         if doc["kind"] not in ("ClusterRole", "Role"):
             continue
+        if doc["kind"] == "Role" and doc["metadata"].get("namespace") == "kubedrift":
+            continue  # the operator's own namespace: its digest key Secret, nothing a policy compares
         for rule in doc.get("rules") or []:
             if not WRITE_VERBS & set(rule.get("verbs") or []):
                 continue
