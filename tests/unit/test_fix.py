@@ -167,3 +167,32 @@ def test_scan_output_fix_pipes_into_kubectl_apply(tmp_path: Path) -> None:
     web = next(d for d in documents if d["kind"] == "Deployment" and d["metadata"]["name"] == "web")
     assert web["spec"]["replicas"] == 3
     assert not any("status" in d or "managedFields" in d["metadata"] or "uid" in d["metadata"] for d in documents)
+
+
+def test_decimal_floats_are_shown_as_written() -> None:
+    """`cpu: 0.1` from a manifest (a decimal-text float) reaches the fix as a plain number YAML can print."""
+    from kubedrift.source.documents import parse_yaml
+
+    [manifest] = [d for d in parse_yaml(yaml.safe_dump(deployment()).replace("cpu: 500m", "cpu: 0.1"))
+                  if d]
+    live = copy.deepcopy(deployment())
+    live["spec"]["replicas"] = 9
+    result = _fixed(manifest, live)
+    fix = result.drifts[0].fix
+    assert fix is not None
+    assert fix.apply["spec"]["template"]["spec"]["containers"][0]["resources"]["requests"]["cpu"] == 0.1
+    assert "cpu: 0.1" in render_fixes(result)
+
+
+def test_cluster_scoped_custom_kind_written_with_a_namespace_gets_its_fix() -> None:
+    desired = {"apiVersion": "cert-manager.io/v1", "kind": "ClusterIssuer",
+               "metadata": {"name": "letsencrypt", "namespace": "default"},
+               "spec": {"acme": {"email": "ops@example.com"}}}
+    live = copy.deepcopy(desired)
+    del live["metadata"]["namespace"]
+    live["spec"]["acme"]["email"] = "someone@example.com"
+    result = _fixed(desired, live)
+    [found] = result.drifts
+    assert found.key.namespace == "" and found.fix is not None
+    assert "namespace" not in found.fix.apply["metadata"]
+    assert found.fix.apply["spec"]["acme"]["email"] == "ops@example.com"

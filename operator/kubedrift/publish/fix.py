@@ -29,7 +29,7 @@ from typing import Any
 
 from kubedrift.diff.compare import identity
 from kubedrift.diff.ignore import apply_rules, controller_noise, scale_targets
-from kubedrift.diff.keys import KEY_DEFAULTS, Component, ItemKey, render_path
+from kubedrift.diff.keys import KEY_DEFAULTS, Component, ItemKey, render_path, unkey
 from kubedrift.diff.managed import parse_managed_fields
 from kubedrift.diff.normalize import SERVER_ANNOTATIONS, SERVER_METADATA
 from kubedrift.model import (
@@ -101,7 +101,8 @@ def propose_fix(
     *,
     autoscaled: bool = False,
 ) -> Fix:
-    body = declared_body(desired, live, settings, key=drift.key, autoscaled=autoscaled)
+    # unkey: decimal-text floats (`cpu: 0.1`) become plain floats, as everything shown (YAML, reports) wants
+    body = unkey(declared_body(desired, live, settings, key=drift.key, autoscaled=autoscaled))
     notes: list[str] = []
     secret_keys: tuple[str, ...] = ()
     if body.get("kind") == "Secret":
@@ -143,16 +144,35 @@ def propose_fix(
 def propose_fixes(result: ScanResult, desired: Sequence[KubeObject], live: Sequence[KubeObject],
                   settings: DiffSettings) -> None:
     """Attach its fix to every drift of `result` (`desired`/`live`: what the result was computed from)."""
-    desired_by_id = {identity(o).id: o for o in desired}
-    live_by_id = {identity(o).id: o for o in live}
+    manifests, twins = ObjectIndex(desired), ObjectIndex(live)
     autoscaled = scale_targets([o.body for o in live] + [o.body for o in desired])
     for drift in result.drifts:
-        manifest = desired_by_id.get(drift.id)
+        manifest = manifests.find(drift.key)
         if manifest is None:
             continue
         key = drift.key
-        drift.fix = propose_fix(manifest, live_by_id.get(drift.id), drift, settings,
+        drift.fix = propose_fix(manifest, twins.find(key), drift, settings,
                                 autoscaled=(key.namespace, key.kind, key.name) in autoscaled)
+
+
+class ObjectIndex:
+    """Objects by the identity the diff gave their drift; a cluster-scoped custom kind's manifest may still
+    name a namespace (the diff drops it), so a key without namespace also finds the one object of that name."""
+
+    def __init__(self, objects: Sequence[KubeObject]) -> None:
+        self._exact: dict[ResourceKey, KubeObject] = {}
+        self._named: dict[tuple[str, str, str], list[KubeObject]] = {}
+        for obj in objects:
+            key = identity(obj)
+            self._exact[key] = obj
+            self._named.setdefault((key.group, key.kind, key.name), []).append(obj)
+
+    def find(self, key: ResourceKey) -> KubeObject | None:
+        found = self._exact.get(key)
+        if found is None and not key.namespace:
+            candidates = self._named.get((key.group, key.kind, key.name), [])
+            found = candidates[0] if len(candidates) == 1 else None
+        return found
 
 
 # ----- finding a reported path in the live object -----

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import datetime
 import logging
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 
 from kubedrift.cluster.client import JSON_PATCH, ApiError, KubeClient, resource_path
@@ -39,7 +39,7 @@ from kubedrift.model import (
     ResourceDrift,
     ScanResult,
 )
-from kubedrift.publish.fix import declared_body
+from kubedrift.publish.fix import ObjectIndex, declared_body
 
 log = logging.getLogger(__name__)
 
@@ -107,19 +107,18 @@ class Remediator:
         now: datetime.datetime | None = None,
     ) -> dict[str, Remediation]:
         now = now or datetime.datetime.now(datetime.UTC)
-        desired_by_id = {identity(o).id: o for o in desired}
-        live_by_id: Mapping[str, KubeObject] = {identity(o).id: o for o in live}
+        manifests, twins = ObjectIndex(desired), ObjectIndex(live)
         done: dict[str, Remediation] = {}
         for drift, why in chosen.skipped:
             done[drift.id] = Remediation(drift.id, mode, SKIPPED, why, now)
         for drift in chosen.act:
-            manifest = desired_by_id.get(drift.id)
+            manifest = manifests.find(drift.key)
             if manifest is None:
                 done[drift.id] = Remediation(drift.id, mode, SKIPPED, "the manifest is not available", now)
                 continue
             key = drift.key
             try:
-                message = self._run_one(drift, manifest, live_by_id.get(drift.id), settings, mode,
+                message = self._run_one(drift, manifest, twins.find(drift.key), settings, mode,
                                         autoscaled=(key.namespace, key.kind, key.name) in autoscaled)
                 done[drift.id] = Remediation(drift.id, mode, SUCCEEDED, message, now)
             except ApiError as exc:
