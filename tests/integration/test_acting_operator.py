@@ -47,7 +47,7 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Harness, R
     cluster = EmulatorServer().start()
     for crd in sorted((REPO / "crds").glob("*.yaml")):
         cluster.register_crd_file(crd)
-    cluster.install_file(REPO / "deploy" / "peering.yaml")
+    cluster.install_peering(REPO)
     kubeconfig = cluster.write_kubeconfig(tmp / "kubeconfig")
     port = _free_port()
     env = {**os.environ, "KUBECONFIG": str(kubeconfig), "KUBEDRIFT_HTTP_PORT": str(port),

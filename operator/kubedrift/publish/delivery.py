@@ -172,6 +172,8 @@ class Notifier:
         self._session: aiohttp.ClientSession | None = None
         self._idle = threading.Condition(self._lock)
         self._tasks: set[asyncio.Task[None]] = set()
+        self._reporting = 0
+        """State reports (on_state calls) under way."""
 
     def start(self) -> Notifier:
         self._thread.start()
@@ -238,9 +240,10 @@ class Notifier:
                 state.targets.clear()
 
     def wait_idle(self, timeout: float) -> bool:
-        """Until every queue is empty and no message is in flight (tests, shutdown)."""
+        """Until every queue is empty, no message is in flight and no state report is under way (tests)."""
         with self._idle:
-            return self._idle.wait_for(lambda: not any(p.draining for p in self._policies.values()), timeout)
+            return self._idle.wait_for(
+                lambda: not self._reporting and not any(p.draining for p in self._policies.values()), timeout)
 
     # ----- the delivery thread -----
 
@@ -322,14 +325,20 @@ class Notifier:
         if error is not None:
             log.warning("notification of %s not delivered: %s", message.policy, error)
         if changed and self._on_state is not None:  # a status write: in a worker thread, not on the delivery loop
+            with self._lock:
+                self._reporting += 1
             self._loop.run_in_executor(None, self._report_state, message.policy)
 
     def _report_state(self, policy: str) -> None:
         assert self._on_state is not None
         try:
             self._on_state(policy, self.states(policy))
-        except Exception:
+        except Exception:  # the status is informational
             log.exception("cannot record the notification state of %s", policy)
+        finally:
+            with self._lock:
+                self._reporting -= 1
+                self._idle.notify_all()
 
 
 def secret_reader(client: KubeClient, namespace: str, *, allow_http: bool) -> UrlReader:
