@@ -32,7 +32,7 @@ from kubedrift.publish.delivery import Notifier
 from kubedrift.publish.health import Readiness, create_app, start_server
 from kubedrift.publish.status import StatusWriter
 from kubedrift.scheduling import DEFAULT_MIN_INTERVAL, DEFAULT_SCAN_WORKERS, FairScanPool
-from kubedrift.source.git import GitCache
+from kubedrift.source.git import ALLOW_INSECURE_HTTP_ENV, GitCache
 
 log = logging.getLogger("kubedrift")
 
@@ -178,7 +178,7 @@ class RunSettings:
             api_audiences=tuple(a.strip() for a in str(args.api_audiences or "").split(",") if a.strip()),
             notification_attempts=_at_least_one(args.notification_attempts, "--notification-attempts"),
             notification_backoff=parse_duration(args.notification_backoff, "--notification-backoff"),
-            allow_insecure_http=_env("KUBEDRIFT_ALLOW_INSECURE_HTTP") == "1",
+            allow_insecure_http=_env(ALLOW_INSECURE_HTTP_ENV) == "1",
         )
 
 
