@@ -311,8 +311,13 @@ def test_install_then_operator_from_the_image(container: Container, cluster: Emu
             assert (change["path"], change["desired"], change["live"], change["category"]) == (
                 "spec.template.spec.containers[name=nginx].image", "nginx:1.27.0", "nginx:1.23.1", "VersionChange")
             assert report["spec"]["revision"] == sha
-            policy = custom.get_namespaced_custom_object(GROUP, VERSION, "shop", "driftpolicies", "shop")
-            assert policy["status"]["state"] == "Drifted"
+
+            def policy_state() -> str | None:
+                # Reports are published before the policy's status within one scan: wait for the status too.
+                policy = custom.get_namespaced_custom_object(GROUP, VERSION, "shop", "driftpolicies", "shop")
+                return (policy.get("status") or {}).get("state")
+
+            assert wait_for(policy_state, "the policy's status", timeout=30) == "Drifted"
             # In-cluster configuration was used: the mounted token reached the API server through TLS.
             assert proxy.tokens == {SA_TOKEN}
             peering = cluster.get("kopf.dev/v1", "ClusterKopfPeering", None, "kubedrift")
