@@ -22,11 +22,13 @@ $(STAMP): pyproject.toml
 install: $(STAMP) system-deps
 
 # promtool (Debian's prometheus package) unit-tests the shipped alert rules; git drives the sources;
-# openssl makes the tests' https git server certificate.
+# openssl makes the tests' https git server certificate; the tests of `scan --pushgateway` start
+# Debian's Pushgateway on 127.0.0.1 (its own service is not used).
 system-deps:
 	@command -v git >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq git)
 	@command -v openssl >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssl)
 	@command -v promtool >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus)
+	@command -v prometheus-pushgateway >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus-pushgateway)
 
 # buildah and mmdebstrap (Debian) build the image offline (image/build-offline.sh); the image tests run it
 # with unshare/chroot (util-linux, coreutils) behind a TLS proxy whose certificates openssl makes.

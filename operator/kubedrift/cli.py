@@ -12,6 +12,7 @@ import json
 import os
 import sys
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import IO, TYPE_CHECKING, NoReturn
@@ -26,6 +27,7 @@ from kubedrift.model import DiffSettings, KubeObject, LoadError, ScanResult
 from kubedrift.policy import PolicyError, parse_policy
 from kubedrift.policy_schema import PolicySchemaError, validate_policy
 from kubedrift.publish.fix import propose_fixes, render_fixes
+from kubedrift.publish.pushgateway import Group, PushError, error_reason, push_scan
 from kubedrift.publish.terminal import render_table, summary_line
 from kubedrift.publish.unified import render_diff
 from kubedrift.source.documents import DocumentError, parse_json, parse_yaml, read_text
@@ -208,6 +210,7 @@ def scan(args: argparse.Namespace) -> int:
     # Decoded manifests are millions of small acyclic containers: the cyclic collector would walk
     # them again and again for nothing (a third of a large scan's time). A one-shot run can skip it.
     gc.disable()
+    started = time.monotonic()
     stderr = _Console(stderr=True)
     fatal = False
     try:
@@ -217,11 +220,25 @@ def scan(args: argparse.Namespace) -> int:
     except Exception as exc:  # a crash still gives a well-formed answer and exit code 1
         result, fatal = ScanResult(resources=0, errors=[LoadError("", f"{type(exc).__name__}: {exc}")]), True
     code = EXIT_ERROR if result.errors else (EXIT_DRIFT if result.drifts else EXIT_CLEAN)
+    duration = time.monotonic() - started
     try:
         _print(result, args.output, stderr, fatal=fatal)
     except BrokenPipeError:
         _discard_stdout()  # the reader has what it wanted; the verdict (exit code) stands
+    if args.pushgateway and not _push(args, result, duration, stderr):
+        return EXIT_ERROR
     return code
+
+
+def _push(args: argparse.Namespace, result: ScanResult, duration: float, stderr: Console) -> bool:
+    """`--pushgateway`: the scan's metrics, after its output; a push that fails fails the run."""
+    try:
+        group = Group.for_scan(args.policy, args.name, args.namespace)
+        push_scan(args.pushgateway, group, result, duration=duration, error_reason=error_reason(result, args.policy))
+    except PushError as exc:
+        stderr.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
+        return False
+    return True
 
 
 def _print_errors(result: ScanResult, console: Console) -> None:
@@ -307,6 +324,12 @@ def build_parser(include_run: bool = True, prog: str = "kubedrift") -> argparse.
     scan_cmd.add_argument("--context", metavar="NAME", help="kubeconfig context to use (without --live)")
     scan_cmd.add_argument("--digest-key-file", metavar="FILE",
                           help="key of the hmac: digests of Secret values (default: a new random key per run)")
+    scan_cmd.add_argument(
+        "--pushgateway", metavar="URL", help="push the scan's metrics to this Prometheus Pushgateway (job kubedrift)"
+    )
+    scan_cmd.add_argument(
+        "--name", metavar="NAME", help="`policy` label of pushed metrics without --policy (default: scan)"
+    )
     scan_cmd.set_defaults(func=scan)
 
     if include_run:  # kopf is heavy: `scan` and `version` start without it
