@@ -27,6 +27,8 @@ from tests.integration.test_alert_rules import RULES, promtool
 from tests.support.objects import deployment, managed, with_managed
 from tests.support.pushgateway import Pushgateway, Series, running_pushgateway
 
+from kubedrift.publish.metric_labels import MAX_SERIES_PER_POLICY
+
 pytestmark = pytest.mark.integration
 
 FIRST_SEEN = "kubedrift_drift_first_seen_timestamp_seconds"
@@ -244,6 +246,22 @@ def test_implausible_values_in_the_gateway_are_not_trusted(gateway: Pushgateway,
     seen = first_seen_by_name(gateway)
     assert stamped_between(seen["web"], before, time.time())
     assert seen["api"] == datetime.fromisoformat(SCALED_AT).timestamp()
+
+
+def test_an_error_run_carries_at_most_the_operators_series_cap(gateway: Pushgateway, tmp_path: Path) -> None:
+    stack = Stack(tmp_path, gateway.url)
+    flood = [f"# TYPE {FIRST_SEEN} gauge"] + [
+        f'{FIRST_SEEN}{{kind="ConfigMap",resource_namespace="shop",name="cm-{i}",severity="low"}} {1000 + i}'
+        for i in range(MAX_SERIES_PER_POLICY + 100)
+    ]
+    request = urllib.request.Request(f"{gateway.url}/metrics/job/kubedrift/namespace/ops/policy/shop-apps",
+                                     data=("\n".join(flood) + "\n").encode(), method="PUT")
+    urllib.request.urlopen(request, timeout=10).close()
+    (stack.git / "broken.yaml").write_text("kind: ConfigMap\n")  # half an object: an error
+    stack.set_live(deployment("web"), deployment("api"))
+    assert stack.scan().returncode == 1
+    assert len(gateway.series(FIRST_SEEN, **GROUP)) == MAX_SERIES_PER_POLICY
+    assert one(gateway.series(STATE, **GROUP)) == 2
 
 
 class HostileGateway(http.server.BaseHTTPRequestHandler):

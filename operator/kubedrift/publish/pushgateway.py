@@ -23,7 +23,8 @@ from datetime import UTC, datetime
 from prometheus_client import push_to_gateway
 from prometheus_client.parser import text_string_to_metric_families
 
-from kubedrift.model import ResourceDrift, ScanResult
+from kubedrift.model import ResourceDrift, ScanResult, Severity
+from kubedrift.publish.metric_labels import MAX_SERIES_PER_POLICY, OMIT_REASONS
 from kubedrift.publish.metrics import DriftMetrics
 from kubedrift.source.documents import DocumentError, parse_json, parse_yaml, read_text
 
@@ -36,8 +37,10 @@ MAX_READ_BYTES = 64 * 1024 * 1024
 
 FIRST_SEEN = "kubedrift_drift_first_seen_timestamp_seconds"
 DRIFTED = "kubedrift_drifted_resources"
+OMITTED = "kubedrift_drift_series_omitted"
 LAST_SUCCESS = "kubedrift_last_successful_scan_timestamp_seconds"
 _DRIFT_LABELS = ("kind", "resource_namespace", "name", "severity")
+_SEVERITIES = {s.label for s in Severity}
 
 
 class PushError(Exception):
@@ -67,6 +70,8 @@ class PreviousPush:
     """(kind, resource_namespace, name, severity) -> first-seen timestamp."""
     drifted: dict[str, float] = field(default_factory=dict)
     """severity -> count"""
+    omitted: dict[str, float] = field(default_factory=dict)
+    """reason -> drifts without a first-seen series of their own"""
     last_success: float | None = None
 
     def first_seen_by_id(self) -> dict[str, float]:
@@ -141,7 +146,7 @@ def _previous_from_text(text: str, group: Group) -> PreviousPush:
     own = {"job": JOB, "instance": "", "policy": group.policy, "namespace": group.namespace}
     previous = PreviousPush()
     for family in text_string_to_metric_families(text):
-        if family.name not in (FIRST_SEEN, DRIFTED, LAST_SUCCESS):
+        if family.name not in (FIRST_SEEN, DRIFTED, OMITTED, LAST_SUCCESS):
             continue
         for sample in family.samples:
             labels = sample.labels
@@ -149,8 +154,10 @@ def _previous_from_text(text: str, group: Group) -> PreviousPush:
                 continue
             if family.name == FIRST_SEEN:
                 previous.first_seen[tuple(labels.get(k, "") for k in _DRIFT_LABELS)] = sample.value
-            elif family.name == DRIFTED and "severity" in labels:
+            elif family.name == DRIFTED and labels.get("severity") in _SEVERITIES:
                 previous.drifted[labels["severity"]] = sample.value
+            elif family.name == OMITTED and labels.get("reason") in OMIT_REASONS:
+                previous.omitted[labels["reason"]] = sample.value
             elif family.name == LAST_SUCCESS:
                 previous.last_success = sample.value
     return previous
@@ -190,7 +197,11 @@ def _carry_over(metrics: DriftMetrics, group: Group, previous: PreviousPush) -> 
         metrics.last_success.labels(**labels).set(previous.last_success)
     for severity, count in previous.drifted.items():
         metrics.drifted_resources.labels(**labels, severity=severity).set(count)
-    for drift_labels, at in previous.first_seen.items():
+    for reason, count in previous.omitted.items():
+        metrics.series_omitted.labels(**labels, reason=reason).set(count)
+    # Pushed by an earlier run, so already within the operator's label rules; the cap holds whatever
+    # else may have been pushed into the group.
+    for drift_labels, at in sorted(previous.first_seen.items())[:MAX_SERIES_PER_POLICY]:
         metrics.first_seen.labels(**labels, **dict(zip(_DRIFT_LABELS, drift_labels, strict=True))).set(at)
 
 
