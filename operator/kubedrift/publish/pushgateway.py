@@ -3,8 +3,9 @@
 Each run fills a fresh `DriftMetrics` (the operator's own families, one mechanism) and replaces its
 whole Pushgateway group (job `kubedrift`, policy, namespace) with one PUT, so a drift that was resolved
 loses its series. What a fresh process cannot know is read back from the group first:
-- the first-seen time of each drift still present (or its earliest `changedAt` when older), so drift
-  age and the 72-hour alert survive from one run to the next; a drift absent from the group is new;
+- the first-seen time of each drift still present (DriftMetrics keeps its earliest `changedAt` when
+  older), so drift age and the 72-hour alert survive from one run to the next; a drift absent from
+  the group is new;
 - after a failed scan, the last successful scan time and the drift series as they were: an error
   pushes state 2, never "clean", and does not advance the heartbeat the staleness alert watches.
 """
@@ -164,30 +165,10 @@ def _previous_from_text(text: str, group: Group) -> PreviousPush:
 
 
 def _first_seen_seeds(drifts: Iterable[ResourceDrift], previous: PreviousPush) -> dict[str, datetime]:
-    """For each drift: the earlier of its pushed first-seen and its earliest `changedAt`, when known.
-
-    A drift with neither is left out: DriftMetrics stamps it with the scan's time.
-    """
+    """The pushed first-seen of each drift still present. DriftMetrics takes the earliest of it, the
+    drift's own `since` (earliest changedAt) and now; a drift the group did not hold starts a new age."""
     pushed = previous.first_seen_by_id()
-    seeds: dict[str, datetime] = {}
-    for drift in drifts:
-        known = [at for at in (pushed.get(drift.id), _earliest_change(drift)) if at is not None]
-        if known:
-            seeds[drift.id] = datetime.fromtimestamp(min(known), UTC)
-    return seeds
-
-
-def _earliest_change(drift: ResourceDrift) -> float | None:
-    times = []
-    for change in drift.changes:
-        if not change.changed_at:
-            continue
-        try:
-            at = datetime.fromisoformat(change.changed_at)
-        except ValueError:
-            continue
-        times.append((at if at.tzinfo else at.replace(tzinfo=UTC)).timestamp())
-    return min(times, default=None)
+    return {d.id: datetime.fromtimestamp(pushed[d.id], UTC) for d in drifts if d.id in pushed}
 
 
 def _carry_over(metrics: DriftMetrics, group: Group, previous: PreviousPush) -> None:
