@@ -7,6 +7,7 @@ Exit codes of `scan`, as `terraform plan -detailed-exitcode`: 0 no drift, 2 drif
 from __future__ import annotations
 
 import argparse
+import datetime
 import gc
 import json
 import os
@@ -28,11 +29,13 @@ from kubedrift.policy import PolicyError, parse_policy
 from kubedrift.policy_schema import PolicySchemaError, validate_policy
 from kubedrift.publish.fix import propose_fixes, render_fixes
 from kubedrift.publish.pushgateway import Group, PushError, error_reason, push_scan
+from kubedrift.publish.pushgateway import Group, PushError, Pushgateway, error_reason
 from kubedrift.publish.terminal import render_table, summary_line
 from kubedrift.publish.unified import render_diff
 from kubedrift.source.documents import DocumentError, parse_json, parse_yaml, read_text
 from kubedrift.source.manifests import STDIN, STDIN_SOURCE, load_manifests
 from kubedrift.source.snapshot import load_live_snapshot
+from kubedrift.verdicts import judge
 
 if TYPE_CHECKING:
     from kubedrift.cluster.client import KubeClient
@@ -231,10 +234,17 @@ def scan(args: argparse.Namespace) -> int:
 
 
 def _push(args: argparse.Namespace, result: ScanResult, duration: float, stderr: Console) -> bool:
-    """`--pushgateway`: the scan's metrics, after its output; a push that fails fails the run."""
+    """`--pushgateway`: the scan's metrics, after its output; a push that fails fails the run.
+
+    The scan is judged as the operator judges its scans, against the drift its group held before.
+    """
     try:
-        group = Group.for_scan(args.policy, args.name, args.namespace)
-        push_scan(args.pushgateway, group, result, duration=duration, error_reason=error_reason(result, args.policy))
+        gateway = Pushgateway.at(args.pushgateway, Group.for_scan(args.policy, args.name, args.namespace))
+        previous = gateway.read_previous()
+        outcome = judge(gateway.group.ref, finished=datetime.datetime.now(datetime.UTC), result=result,
+                        declared=result.compared, unread={}, previous=previous.active, errors=result.errors,
+                        incomplete="an input of the scan could not be read" if result.errors else None)
+        gateway.push(outcome, previous, duration=duration, error_reason=error_reason(result, args.policy))
     except PushError as exc:
         stderr.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
         return False

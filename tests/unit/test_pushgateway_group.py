@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from kubedrift.publish.pushgateway import Group, PushError, gateway_base, redact
+from kubedrift.publish.pushgateway import Group, PushError, Pushgateway, redact
 
 
 def _policy(tmp_path: Path, metadata: dict[str, str]) -> str:
@@ -45,11 +45,11 @@ def test_without_a_policy_name_and_namespace_flags_then_defaults(tmp_path: Path)
     ("http://[::1]:9091", "http://[::1]:9091"),
 ])
 def test_gateway_urls_as_push_to_gateway_reads_them(given: str, base: str) -> None:
-    assert gateway_base(given) == base
+    assert Pushgateway.at(given, Group("p", "ns")).base == base
 
 
 def test_credentials_in_the_url_are_refused_without_showing_them() -> None:
     with pytest.raises(PushError) as raised:
-        gateway_base("https://ci:s3cret-token@push.example:9091")
+        Pushgateway.at("https://ci:s3cret-token@push.example:9091", Group("p", "ns"))
     assert "s3cret-token" not in str(raised.value) and "https://push.example:9091" in str(raised.value)
     assert redact("http://user:pw@[::1]:9091/p") == "http://[::1]:9091/p"
