@@ -94,6 +94,11 @@ def stamped_between(value: float, before: float, after: float) -> bool:
     return math.floor(before) <= value <= after
 
 
+def into_the_next_second() -> None:
+    """First-seen times are whole seconds: a run that must be told apart from the last starts a second later."""
+    time.sleep(1.05 - time.time() % 1)
+
+
 def one(series: Series) -> float:
     assert len(series) == 1, series
     return next(iter(series.values()))
@@ -118,6 +123,7 @@ def test_two_runs_keep_each_first_seen(gateway: Pushgateway, tmp_path: Path) -> 
     first_success = one(gateway.series(LAST_SUCCESS, **GROUP))
     assert stamped_between(first_success, before, after)
 
+    into_the_next_second()
     second = stack.scan()
     assert second.returncode == 2, second.stderr
     assert first_seen_by_name(gateway) == seen
@@ -133,6 +139,7 @@ def test_a_drift_whose_severity_changes_keeps_its_first_seen(gateway: Pushgatewa
     (medium,) = gateway.series(FIRST_SEEN, **GROUP, name="web").items()
     assert dict(medium[0])["severity"] == "medium"
 
+    into_the_next_second()
     stack.set_live(deployment("web", replicas=0), deployment("api"))  # to 0: high
     assert stack.scan().returncode == 2
     (high,) = gateway.series(FIRST_SEEN, **GROUP, name="web").items()
@@ -160,6 +167,7 @@ def test_fixing_one_drift_removes_exactly_its_series(gateway: Pushgateway, tmp_p
     assert sum(gateway.series(DRIFTED, **GROUP).values()) == 0
 
     # Back again after it was resolved: a new drift with a new age.
+    into_the_next_second()
     stack.set_live(deployment("web", replicas=5), deployment("api"))
     assert stack.scan().returncode == 2
     assert first_seen_by_name(gateway)["web"] > seen["web"]
