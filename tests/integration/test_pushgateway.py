@@ -220,6 +220,7 @@ def test_groups_of_other_policies_are_left_alone(gateway: Pushgateway, tmp_path:
     # The same objects scanned without --policy: group `--name`/`--namespace`, its own first-seen.
     git_only_web = tmp_path / "web.yaml"
     git_only_web.write_text(yaml.safe_dump(deployment("web")))
+    into_the_next_second()
     other = run_scan("--manifests", str(git_only_web), "--live", str(stack.live), "--namespace", "shop",
                      "--name", "nightly-audit", "--pushgateway", gateway.url)
     assert other.returncode == 2, other.stderr
