@@ -28,7 +28,6 @@ from kubedrift.model import DiffSettings, KubeObject, LoadError, ScanResult
 from kubedrift.policy import PolicyError, parse_policy
 from kubedrift.policy_schema import PolicySchemaError, validate_policy
 from kubedrift.publish.fix import propose_fixes, render_fixes
-from kubedrift.publish.pushgateway import Group, PushError, error_reason, push_scan
 from kubedrift.publish.pushgateway import Group, PushError, Pushgateway, error_reason
 from kubedrift.publish.terminal import render_table, summary_line
 from kubedrift.publish.unified import render_diff
