@@ -27,6 +27,8 @@ sys.path.insert(0, str(REPO / "operator"))
 from generate import Dataset, Template, generate, load_templates, resource_id, write  # noqa: E402
 from kubedrift.diff import compare_objects  # noqa: E402
 from kubedrift.model import DiffSettings, KubeObject  # noqa: E402
+from operator_bench import measure_operator  # noqa: E402
+from operator_bench import table as operator_table  # noqa: E402
 
 # The source root on the path, so the scan also runs from a checkout that was never pip-installed.
 _PATH = [str(REPO / "operator"), *filter(None, [os.environ.get("PYTHONPATH")])]
@@ -132,19 +134,33 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=2, help="runs per measurement; the best one counts")
     parser.add_argument("--out", type=Path, default=HERE / "out")
     parser.add_argument("--corpus", type=Path, default=REPO.parent / "shared" / "corpus" / "live-objects")
+    parser.add_argument("--operator-sizes", default="1000,10000",
+                        help="object counts of the operator benchmark (empty: skip it)")
+    parser.add_argument("--changes", type=int, default=50, help="hand edits (and reverts) per operator size")
+    parser.add_argument("--quiet", type=float, default=60.0, help="seconds of steady state to count requests")
     args = parser.parse_args(argv)
     templates = load_templates(args.corpus)
     rows = []
-    for n in (int(s) for s in args.sizes.split(",")):
+    for n in (int(s) for s in args.sizes.split(",") if s.strip()):
         rows.append(measure(n, templates, args.out, args.repeat))
         print(f"N={n:,} done", file=sys.stderr)
-    report = table(rows)
-    print(report)
+    report = table(rows) if rows else ""
+    if rows:
+        print(report)
     target = next((r for r in rows if r.n == TARGET_N), None)
     if target is not None:
         verdict = "met" if target.ratio <= TARGET_RATIO else "NOT met"
         print(f"\nTarget (scan of {TARGET_N:,} within {TARGET_RATIO:.0f}x the parse floor): {verdict} "
               f"({target.ratio:.2f}x)")
+    operator_rows = []
+    for n in (int(s) for s in args.operator_sizes.split(",") if s.strip()):
+        operator_rows.append(measure_operator(n, templates, args.out, args.changes, args.quiet,
+                                              kubedrift_command()))
+        print(f"operator N={n:,} done", file=sys.stderr)
+    if operator_rows:
+        operator_report = operator_table(operator_rows, args.quiet)
+        print("\n" + operator_report)
+        report += "\n\n" + operator_report
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "results.md").write_text(report + "\n")
     return 0

@@ -73,6 +73,7 @@ class PolicyLoops:
                 started = time.monotonic()
                 if suspended:
                     log.info("policy %s is suspended; not scanning", key)
+                    await asyncio.to_thread(self.engine.stop_watching, snapshot)
                 else:
                     # Waits for the namespace's turn; once started, shielded: a scan that started finishes
                     # (and publishes) even if the loop is cancelled.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime
 import enum
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -282,6 +282,20 @@ class ScanResult:
     failed: dict[str, str] = field(default_factory=dict)
     """Ids among `compared` whose comparison failed, with the message (also in `errors`)."""
 
+    def replaced(self, scope: Collection[str], fresh: ScanResult) -> ScanResult:
+        """This result with the resources of `scope` compared again: `fresh` is what that found."""
+        gone = set(scope)
+        prefixes = tuple(f"{rid}: " for rid in gone)  # compare errors start with the resource id
+        drifts = [d for d in self.drifts if d.id not in gone] + list(fresh.drifts)
+        drifts.sort(key=lambda d: (-d.severity, d.id))
+        return ScanResult(
+            resources=self.resources - len(self.compared & gone) + fresh.resources,
+            drifts=drifts,
+            errors=[e for e in self.errors if not e.message.startswith(prefixes)] + list(fresh.errors),
+            compared=(self.compared - gone) | fresh.compared,
+            failed={k: v for k, v in self.failed.items() if k not in gone} | fresh.failed,
+        )
+
     @property
     def drifted(self) -> int:
         return len(self.drifts)
@@ -449,6 +463,10 @@ class ScanOutcome:
     that was active before). `active` is the drift active after the scan, with its firstSeen:
     drifted now, or kept unchanged because it was not compared. `detected`, `resolved` and
     `untracked` are the lifecycle transitions of this scan (resource ids).
+
+    An incremental scan (a watch event re-diffed a few objects) is an outcome of the same shape, whole
+    (status and metrics stay whole), whose `scope` names the resources it re-decided: publishers that
+    write per resource (reports, records) write only those (`decided`).
     """
 
     policy: PolicyRef
@@ -473,6 +491,18 @@ class ScanOutcome:
     """How many of `errors` are kinds/namespaces the Kubernetes API would not list."""
     stall: Stall | None = None
     interval_seconds: float | None = None
+    scope: frozenset[str] | None = None
+    """The resources an incremental scan re-decided; None for a full scan (all of them)."""
+
+    @property
+    def incremental(self) -> bool:
+        return self.scope is not None
+
+    def decided(self) -> dict[str, Verdict]:
+        """The verdicts this scan decided: all of them, or those of its `scope`."""
+        if self.scope is None:
+            return dict(self.verdicts)
+        return {rid: v for rid, v in self.verdicts.items() if rid in self.scope}
 
     @property
     def stalled(self) -> bool:

@@ -23,9 +23,11 @@ from kubedrift import digest
 from kubedrift import observers as scan_observers
 from kubedrift.cluster import digest_key
 from kubedrift.cluster.access import DEFAULT_ADMIN_NAMESPACE, Tenancy
+from kubedrift.cluster.cache import LiveCache
 from kubedrift.cluster.client import ApiError, KubeClient, resource_path
 from kubedrift.engine import Engine
 from kubedrift.handlers import PolicyLoops, register
+from kubedrift.live_changes import LiveChanges
 from kubedrift.model import ANNOTATION_PREFIX, FINALIZER
 from kubedrift.policy import parse_duration
 from kubedrift.publish.delivery import Notifier
@@ -221,9 +223,12 @@ def main(args: argparse.Namespace) -> int:
     atexit.register(notifier.close)
     observers = scan_observers.build(app, readiness, client, mongodb_uri=run.mongodb_uri, namespace=run.namespace,
                                      api_audiences=run.api_audiences, notifier=notifier)
+    cache = LiveCache()
     engine = Engine(client, GitCache(run.git_cache), retention_seconds=run.report_retention,
                     git_timeout=run.git_timeout, observers=observers, instance=run.instance, tenancy=tenancy,
-                    min_interval=run.min_interval, notifier=notifier)
+                    min_interval=run.min_interval, notifier=notifier, cache=cache)
+    live_changes = LiveChanges(cache, engine.refresh)
+    live_changes.start()
     registry = kopf.OperatorRegistry()
     pool = FairScanPool(run.scan_workers)
     register(registry, PolicyLoops(engine, pool, min_interval=run.min_interval))
@@ -255,6 +260,8 @@ def main(args: argparse.Namespace) -> int:
             asyncio.run(_serve(run, registry, app, readiness, client))
     finally:
         pool.close()
+        live_changes.stop()
+        cache.stop()
     return 0
 
 

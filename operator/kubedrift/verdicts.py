@@ -42,13 +42,16 @@ def judge(
     read_errors: int = 0,
     interval_seconds: float | None = None,
     remediations: Mapping[str, Remediation] | None = None,
+
+    scope: frozenset[str] | None = None,
 ) -> ScanOutcome:
     """The outcome of a scan that compared what it could read.
 
     `declared`: ids of the desired objects in the policy's scope; `unread`: those of them whose live
     state could not be read, with the reason; `incomplete`: why the manifests may not all have been
     read (a file failed to parse), so that an active drift that no longer shows up is not taken for
-    one removed from Git.
+    one removed from Git. `scope`: the resources an incremental scan re-diffed (the others' results are
+    those of the scans before).
     """
     drifts = {d.id: d for d in result.drifts}
     verdicts: dict[str, Verdict] = {}
@@ -106,6 +109,7 @@ def judge(
         errors=tuple(errors),
         read_errors=read_errors,
         interval_seconds=interval_seconds,
+        scope=scope,
     )
 
 

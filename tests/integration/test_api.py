@@ -209,6 +209,41 @@ def test_analyze_needs_patch_and_stamps_the_policy(base_url: str, k8s: tuple[Emu
     assert requests.post(url, headers=ADMIN, params={"policy": "nope"}, timeout=30).status_code == 400
 
 
+def test_git_hook_scans_the_policies_of_the_pushed_repository(
+        base_url: str, k8s: tuple[EmulatorServer, KubeClient]) -> None:
+    server, _ = k8s
+    for name, url in (("app-ssh", "git@git.example.com:Team/App.git"), ("other", "https://git.example.com/team/db")):
+        if server.get("kubedrift.dev/v1alpha1", "DriftPolicy", "ops", name) is None:
+            server.seed({"apiVersion": "kubedrift.dev/v1alpha1", "kind": "DriftPolicy",
+                         "metadata": {"namespace": "ops", "name": name},
+                         "spec": {"source": {"repoURL": url}, "interval": "1h"}})
+    url = base_url + "/api/v1/hooks/git"
+    github_push = {"ref": "refs/heads/main", "repository": {
+        "clone_url": "https://git.example.com/team/app.git", "ssh_url": "git@git.example.com:team/app.git"}}
+    denied = requests.post(url, headers=READER, json=github_push, timeout=30)
+    assert denied.status_code == 403 and "patch driftpolicies" in denied.json()["error"]
+    assert requests.post(url, json=github_push, timeout=30).status_code == 401
+
+    before = server.get("kubedrift.dev/v1alpha1", "DriftPolicy", "ops", "other")
+    accepted = requests.post(url, headers=ADMIN, json=github_push, timeout=30)
+    assert accepted.status_code == 202 and accepted.json() == {"requested": ["ops/app-ssh"]}
+    stamped = server.get("kubedrift.dev/v1alpha1", "DriftPolicy", "ops", "app-ssh")
+    assert stamped is not None and SCAN_REQUEST_ANNOTATION in stamped["metadata"]["annotations"]
+    assert server.get("kubedrift.dev/v1alpha1", "DriftPolicy", "ops", "other") == before, "another repository"
+
+    gitlab_push = {"object_kind": "push", "project": {"git_http_url": "https://git.example.com/team/db.git"}}
+    assert requests.post(url, headers=ADMIN, json=gitlab_push, timeout=30).json() == {"requested": ["ops/other"]}
+    named = requests.post(url, headers=ADMIN, params={"policy": "ops/other"}, timeout=30)
+    assert named.status_code == 202 and named.json() == {"requested": ["ops/other"]}
+
+    nothing = requests.post(url, headers=ADMIN, json={"zen": "Keep it logically awesome."}, timeout=30)
+    assert nothing.status_code == 400 and nothing.json()["field"] == "body"
+    garbage = requests.post(url, headers=ADMIN, data=b"\x00{not json", timeout=30)
+    assert garbage.status_code == 400 and "not JSON" in garbage.json()["error"]
+    deep = requests.post(url, headers=ADMIN, data=b"[" * 100_000, timeout=30)
+    assert deep.status_code == 400, "a hostile nesting depth is a clear error, not a crash"
+
+
 def test_metrics_endpoint_is_open_and_parses(base_url: str) -> None:
     answer = requests.get(base_url + "/metrics", timeout=30)
     assert answer.status_code == 200 and answer.headers["Content-Type"].startswith("text/plain")

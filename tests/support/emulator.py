@@ -19,6 +19,12 @@ does more, and the operator (and kopf) depend on it. This subclass adds, per SPE
   (what `kubectl get` asks for); deterministic preferred versions in discovery;
 - CRD schema validation with jsonschema (422 like the API server);
 - 403 for resources the test marks forbidden (to play an operator without RBAC on a kind);
+- watches as the API server serves them: without `resourceVersion` every current object is replayed as
+  ADDED (kmock's own behaviour), with one the events after it are replayed from a history, and a version
+  older than the compacted history gets an ERROR event with 410 Expired; `allowWatchBookmarks` (a BOOKMARK
+  every `bookmark_interval` seconds of quiet), `timeoutSeconds`; paginated LISTs (`limit`/`continue`, an
+  expired continue token is 410). Tests can compact the history (`expire_history`) and cut every open
+  watch (`break_watches`) to make a client resume or relist;
 - impersonation (`Impersonate-User`, `Impersonate-Group`) judged by the RBAC objects stored in it
   (Roles, ClusterRoles and their bindings, see tests/support/rbac.py): the requester (the test token is
   the operator's ServiceAccount) needs `impersonate` rights, and an impersonated request may do only what
@@ -33,6 +39,8 @@ process) talk to it over HTTP like to any API server.
 from __future__ import annotations
 
 import asyncio
+import base64
+import collections
 import copy
 import datetime
 import json
@@ -210,6 +218,15 @@ class ApiEmulator(kmock.KubernetesEmulator):  # type: ignore[misc]
         self.audit: list[tuple[str, str, str]] = []  # (user, verb, path) of every request
         self.schemas: dict[Any, Any] = {}  # resource -> jsonschema validator
         self.columns: dict[Any, list[JSONDict]] = {}  # resource -> printer columns
+        self.history: collections.deque[tuple[int, Any, JSONDict]] = collections.deque()  # (rv, res, event)
+        self.history_limit = 100_000
+        self.compacted_rv = self.resource_version
+        """Watches and continue tokens from before this version get 410 Expired."""
+        self.bookmark_interval = 1.0
+        self.list_pages = 0
+        self.watches_refused = False
+        """While set, new watches get 503 (an API server restarting): clients retry, and miss what happens."""
+        self.watchers: dict[Any, set[asyncio.Queue[JSONDict | None]]] = collections.defaultdict(set)
         self.resources.load_bundled()
 
     # ----- registration and seeding (run on the emulator's loop) -----
@@ -276,7 +293,40 @@ class ApiEmulator(kmock.KubernetesEmulator):  # type: ignore[misc]
             stored["status"] = status
         meta = stored["metadata"]
         self._objects[res, meta.get("namespace"), meta["name"]] = stored
+        self._emit(res, "ADDED", stored)
         return stored
+
+    # ----- watch events: one history, fanned out to the open watches -----
+
+    def _emit(self, res: Any, kind: str, body: JSONDict) -> None:
+        """Record a change (DELETED gets a version of its own, as on the API server) and tell open watches."""
+        body = copy.deepcopy(body)
+        if kind == "DELETED":
+            self.resource_version += 1
+            body.setdefault("metadata", {})["resourceVersion"] = str(self.resource_version)
+        event = {"type": kind, "object": body}
+        self.history.append((int(body["metadata"]["resourceVersion"]), res, event))
+        while len(self.history) > self.history_limit:
+            self.compacted_rv = self.history.popleft()[0] + 1
+        for queue in self.watchers.get(res, ()):
+            queue.put_nowait(event)
+
+    def expire_history(self) -> None:
+        """Forget every past event: resuming a watch or a paginated LIST from before now gets 410 Expired."""
+        self.history.clear()
+        self.compacted_rv = self.resource_version
+
+    def break_watches(self) -> int:
+        """End every open watch stream (as an API server restart does); returns how many were open."""
+        count = 0
+        for queues in self.watchers.values():
+            for queue in queues:
+                queue.put_nowait(None)
+                count += 1
+        return count
+
+    def open_watches(self, plural: str | None = None) -> int:
+        return sum(len(q) for res, q in self.watchers.items() if plural is None or res.plural == plural)
 
     # ----- request handling -----
 
@@ -373,6 +423,8 @@ class ApiEmulator(kmock.KubernetesEmulator):  # type: ignore[misc]
             return await self._delete(request)
         if request.action == enums.action.LIST and known:
             return await self._list(request)
+        if request.action == enums.action.WATCH and known and request.name is None:
+            return await self._watch(request)
         if request.action == enums.action.FETCH and known and request.subresource in (None, "status"):
             return await self._fetch(request)
         return await super()._handle(request)
@@ -422,7 +474,7 @@ class ApiEmulator(kmock.KubernetesEmulator):  # type: ignore[misc]
                 self._objects[key].create(body)
             else:
                 self._objects[key] = body
-            await self._buses[res].put({"type": "ADDED", "object": copy.deepcopy(body)})
+            self._emit(res, "ADDED", body)
         return aiohttp.web.json_response(body, status=201)
 
     def _apply_patch(self, old: JSONDict, request: rendering.Request) -> JSONDict:
@@ -515,9 +567,9 @@ class ApiEmulator(kmock.KubernetesEmulator):  # type: ignore[misc]
         obj.history.append(new)
         if new_meta.get("deletionTimestamp") and not new_meta.get("finalizers"):
             obj.delete()
-            await self._buses[res].put({"type": "DELETED", "object": copy.deepcopy(new)})
+            self._emit(res, "DELETED", new)
         else:
-            await self._buses[res].put({"type": "MODIFIED", "object": copy.deepcopy(new)})
+            self._emit(res, "MODIFIED", new)
         return new
 
     async def _patch(self, request: rendering.Request) -> aiohttp.web.StreamResponse:
@@ -571,40 +623,132 @@ class ApiEmulator(kmock.KubernetesEmulator):  # type: ignore[misc]
                     self.resource_version += 1
                     meta["resourceVersion"] = str(self.resource_version)
                     obj.history.append(old)
-                    await self._buses[res].put({"type": "MODIFIED", "object": copy.deepcopy(old)})
+                    self._emit(res, "MODIFIED", old)
                 return aiohttp.web.json_response(old, status=202)
             obj.delete()
-            await self._buses[res].put({"type": "DELETED", "object": copy.deepcopy(old)})
+            self._emit(res, "DELETED", old)
         return aiohttp.web.json_response(
             {"apiVersion": "v1", "kind": "Status", "status": "Success", "details": {"name": request.name}}
         )
 
+    def _matching(self, request: rendering.Request, obj: JSONDict) -> bool:
+        meta = obj.get("metadata", {})
+        return ((request.namespace is None or meta.get("namespace") == request.namespace)
+                and _selector_matches(meta.get("labels") or {}, request.params.get("labelSelector", ""))
+                and _field_selector_matches(obj, request.params.get("fieldSelector", "")))
+
     async def _list(self, request: rendering.Request) -> aiohttp.web.StreamResponse:
         res = request.resource
-        labels = request.params.get("labelSelector", "")
-        fields = request.params.get("fieldSelector", "")
+        token = request.params.get("continue", "")
+        after: tuple[str, str] | None = None
         async with self._lock:
-            items = [
-                copy.deepcopy(obj.raw)
+            version = str(self.resource_version)
+            if token:
+                try:
+                    decoded = json.loads(base64.urlsafe_b64decode(token.encode()))
+                    version, after = str(decoded["rv"]), (str(decoded["after"][0]), str(decoded["after"][1]))
+                except (ValueError, KeyError, IndexError, TypeError):
+                    return self._error(400, "BadRequest", "invalid continue token")
+                if int(version) < self.compacted_rv:
+                    return self._error(410, "Expired", "The provided continue parameter is too old to display a "
+                                       "consistent list result. You can start a new list without the continue "
+                                       "parameter.")
+            raw = [
+                obj.raw
                 for (r, ns, _), obj in self._objects.items()
                 if r == res and not obj.deleted and (request.namespace is None or ns == request.namespace)
             ]
-            version = str(self.resource_version)
-        items = [
-            o for o in items
-            if _selector_matches(o.get("metadata", {}).get("labels") or {}, labels)
-            and _field_selector_matches(o, fields)
-        ]
-        items.sort(key=lambda o: (o["metadata"].get("namespace") or "", o["metadata"]["name"]))
+            raw = [o for o in raw if self._matching(request, o)]
+            raw.sort(key=lambda o: (o["metadata"].get("namespace") or "", o["metadata"]["name"]))
+            if after is not None:
+                raw = [o for o in raw if (o["metadata"].get("namespace") or "", o["metadata"]["name"]) > after]
+            limit = int(request.params.get("limit") or 0)
+            remaining = len(raw) - limit if 0 < limit < len(raw) else 0
+            items = [copy.deepcopy(o) for o in (raw[:limit] if remaining else raw)]  # copy only what is sent
+        metadata: JSONDict = {"resourceVersion": version}
+        if remaining:
+            last = items[-1]["metadata"]
+            metadata["continue"] = base64.urlsafe_b64encode(json.dumps(
+                {"rv": int(version), "after": [last.get("namespace") or "", last["name"]]}).encode()).decode()
+            metadata["remainingItemCount"] = remaining
         if "as=Table" in request.headers.get("Accept", "") and res in self.columns:
-            return aiohttp.web.json_response(self._table(res, items, version))
+            table = self._table(res, items, version)
+            table["metadata"] = metadata
+            return aiohttp.web.json_response(table)
+        self.list_pages += 1
         kind = self.resources[res].kind
         return aiohttp.web.json_response({
             "apiVersion": f"{res.group}/{res.version}".lstrip("/"),
             "kind": f"{kind}List",
-            "metadata": {"resourceVersion": version},
+            "metadata": metadata,
             "items": items,
         })
+
+    async def _watch(self, request: rendering.Request) -> aiohttp.web.StreamResponse:
+        """A watch stream: replay (all objects, or the history after `resourceVersion`), then live events."""
+        if self.watches_refused:
+            return self._error(503, "ServiceUnavailable", "the API server is restarting")
+        res = request.resource
+        since = request.params.get("resourceVersion") or ""
+        bookmarks = request.params.get("allowWatchBookmarks") == "true"
+        try:
+            timeout = float(request.params.get("timeoutSeconds") or 1800)
+            start = int(since) if since else 0
+        except ValueError:
+            return self._error(400, "BadRequest", "invalid resourceVersion or timeoutSeconds")
+        queue: asyncio.Queue[JSONDict | None] = asyncio.Queue()
+        expired = False
+        async with self._lock:
+            if start == 0:
+                replay = [{"type": "ADDED", "object": copy.deepcopy(obj.raw)}
+                          for (r, _, _), obj in self._objects.items() if r == res and not obj.deleted]
+            elif start < self.compacted_rv:
+                replay, expired = [], True
+            else:
+                replay = [event for rv, r, event in self.history if r == res and rv > start]
+            if not expired:
+                self.watchers[res].add(queue)  # under the lock: no event falls between replay and stream
+        raw = request._raw_request
+        response = aiohttp.web.StreamResponse(headers={"Content-Type": "application/json"})
+        await response.prepare(raw)
+
+        async def send(event: JSONDict) -> None:
+            await response.write(json.dumps(event).encode() + b"\n")
+
+        try:
+            if expired:
+                await send({"type": "ERROR", "object": {
+                    "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure", "code": 410,
+                    "reason": "Expired", "message": f"too old resource version: {start} ({self.compacted_rv})"}})
+                return response
+            last = start
+            for event in replay:
+                if self._matching(request, event["object"]):
+                    await send(event)
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + timeout
+            while (remaining := deadline - loop.time()) > 0:
+                wait = min(remaining, self.bookmark_interval) if bookmarks else remaining
+                try:
+                    event = await asyncio.wait_for(queue.get(), wait)
+                except TimeoutError:
+                    if bookmarks and deadline - loop.time() > 0:
+                        await send({"type": "BOOKMARK", "object": {
+                            "kind": self.resources[res].kind, "apiVersion": f"{res.group}/{res.version}".lstrip("/"),
+                            "metadata": {"resourceVersion": str(self.resource_version)}}})
+                    continue
+                if event is None:
+                    break  # break_watches()
+                version = int(event["object"]["metadata"]["resourceVersion"])
+                if version > last and self._matching(request, event["object"]):
+                    await send(event)
+                last = max(last, version)
+            await response.write_eof()
+        except ConnectionError:
+            pass  # the client went away
+        finally:
+            self.watchers[res].discard(queue)
+        return response
 
     def _table(self, res: Any, items: Iterable[JSONDict], version: str = "") -> JSONDict:
         # As the API server: Name, then the CRD's columns as declared (priorities kept); Age only without any.
@@ -747,6 +891,23 @@ class EmulatorServer:
                 if namespace and doc.get("metadata", {}).get("namespace"):
                     doc = {**doc, "metadata": {**doc["metadata"], "namespace": namespace}}
                 self.seed(doc)
+
+    def expire_history(self) -> None:
+        """Resuming any watch (or paginated LIST) from before now gets 410 Expired."""
+        self.run(self.emulator.expire_history)
+
+    def break_watches(self) -> int:
+        """Cut every open watch stream; returns how many there were."""
+        return self.run(self.emulator.break_watches)  # type: ignore[no-any-return]
+
+    def open_watches(self, plural: str | None = None) -> int:
+        return self.run(self.emulator.open_watches, plural)  # type: ignore[no-any-return]
+
+    def refuse_watches(self, refused: bool = True) -> None:
+        """While refused, every open watch is cut and new ones get 503: their clients miss what happens."""
+        self.emulator.watches_refused = refused
+        if refused:
+            self.break_watches()
 
     def forbid(self, group: str, plural: str) -> None:
         self.emulator.forbidden.add((group, plural))

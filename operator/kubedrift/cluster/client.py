@@ -6,6 +6,7 @@ goes through `KubeClient.request`, so timeouts, errors and auth are handled in o
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -20,6 +21,10 @@ from kubernetes.client.exceptions import ApiException
 from kubedrift.model import KubedriftError
 
 DEFAULT_TIMEOUT = 30.0
+POOL_SIZE = 64
+"""Connections kept per API server: each open watch holds one for as long as it streams."""
+MAX_WATCH_LINE = 16 * 1024 * 1024
+"""A watch event larger than this ends the stream (the API server stores objects of at most ~1.5 MiB)."""
 
 MERGE_PATCH = "application/merge-patch+json"
 JSON_PATCH = "application/json-patch+json"
@@ -139,17 +144,11 @@ class KubeClient:
                 kubernetes.config.load_kube_config(  # type: ignore[no-untyped-call]
                     client_configuration=configuration
                 )
+        configuration.connection_pool_maxsize = max(configuration.connection_pool_maxsize or 0, POOL_SIZE)
         return cls(kubernetes.client.ApiClient(configuration), timeout)
 
-    def request(
-        self,
-        method: str,
-        path: str,
-        *,
-        query: dict[str, str] | None = None,
-        body: Any = None,
-        content_type: str | None = None,
-    ) -> Any:
+    def _send(self, method: str, path: str, query: dict[str, str] | None, body: Any, content_type: str | None,
+              timeout: float | tuple[float, float]) -> Any:
         headers = {"Accept": "application/json"}
         if body is not None:
             headers["Content-Type"] = content_type or "application/json"
@@ -164,14 +163,28 @@ class KubeClient:
         if self.user is not None:
             headers["Impersonate-User"] = self.user  # after serialization: the shared ApiClient stays as it is
         try:
-            response = self.api.call_api(method, url, header_params=headers, body=body,
-                                         _request_timeout=self.timeout)
-            response.read()
+            return self.api.call_api(method, url, header_params=headers, body=body, _request_timeout=timeout)
         except ApiException as exc:
             raise _error_from(int(exc.status or 0), str(exc.reason or "error"), exc.body) from None
         except Exception as exc:  # connection refused, timeouts, TLS: the cluster is unreachable
-            cause = unreachable_cause(exc)
-            raise ApiError(0, "Unreachable", f"cannot reach the Kubernetes API at {self.host}: {cause}") from None
+            raise ApiError(0, "Unreachable",
+                           f"cannot reach the Kubernetes API at {self.host}: {unreachable_cause(exc)}") from None
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: dict[str, str] | None = None,
+        body: Any = None,
+        content_type: str | None = None,
+    ) -> Any:
+        response = self._send(method, path, query, body, content_type, self.timeout)
+        try:
+            response.read()
+        except Exception as exc:
+            raise ApiError(0, "Unreachable",
+                           f"cannot reach the Kubernetes API at {self.host}: {unreachable_cause(exc)}") from None
         if not 200 <= response.status < 300:
             raise _error_from(response.status, str(response.reason or ""), response.data)
         return json.loads(response.data) if response.data else None
@@ -180,8 +193,62 @@ class KubeClient:
     def host(self) -> str:
         return str(self.api.configuration.host)
 
+    def stream(self, path: str, query: dict[str, str], read_timeout: float) -> WatchStream:
+        """Open a streaming GET (a watch): its events as decoded JSON objects, one per line.
+
+        `read_timeout` bounds the quiet between two chunks; a watch asks the server for bookmarks and a
+        `timeoutSeconds` shorter than it, so a healthy stream never hits it.
+        """
+        response = self._send("GET", path, query, None, None, (self.timeout, read_timeout))
+        if not 200 <= response.status < 300:
+            try:
+                data = response.read()
+            except Exception:
+                data = None
+            raise _error_from(response.status, str(response.reason or ""), data)
+        return WatchStream(response.response)
+
     def get(self, path: str, **query: str) -> Any:
         return self.request("GET", path, query=query or None)
+
+
+class WatchStream:
+    """An open watch: iterate its events; `close()` (from any thread) ends the iteration quietly."""
+
+    def __init__(self, response: Any) -> None:
+        self._response = response
+        self._closed = False
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        buffer = bytearray()
+        try:
+            for chunk in self._response.stream(amt=None, decode_content=False):
+                buffer.extend(chunk)
+                while (end := buffer.find(b"\n")) != -1:
+                    line = bytes(buffer[:end])
+                    del buffer[:end + 1]
+                    if line.strip():
+                        event = json.loads(line)
+                        if isinstance(event, dict):
+                            yield event
+                if len(buffer) > MAX_WATCH_LINE:
+                    raise ApiError(0, "BadResponse", f"a watch event exceeds {MAX_WATCH_LINE} bytes")
+        except ApiError:
+            raise
+        except ValueError:
+            raise ApiError(0, "BadResponse", "a watch event is not JSON") from None
+        except Exception as exc:
+            if not self._closed:
+                raise ApiError(0, "Unreachable", f"the watch stream broke: {type(exc).__name__}") from None
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        self._closed = True
+        with contextlib.suppress(Exception):
+            self._response.shutdown()  # interrupts a read blocked in another thread
+        with contextlib.suppress(Exception):
+            self._response.close()
 
 
 def resource_path(group: str, version: str, plural: str, namespace: str | None = None, name: str | None = None,

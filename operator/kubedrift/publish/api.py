@@ -1,15 +1,17 @@
 """REST API (SPEC §3) and /metrics, registered onto the operator's aiohttp application.
 
 Everything under /api/ needs a bearer token the API server accepts and that may list driftreports
-(`POST /api/v1/analyze`: patch driftpolicies). A client address with too many failed authentications
-gets 429 with Retry-After, before any TokenReview. Errors are JSON: `{"status", "error"[, "field"]}`
-with fixed messages: never the text of an exception from MongoDB or the Kubernetes API.
+(`POST /api/v1/analyze` and `POST /api/v1/hooks/git`: patch driftpolicies). A client address with too
+many failed authentications gets 429 with Retry-After, before any TokenReview. Errors are JSON:
+`{"status", "error"[, "field"]}` with fixed messages: never the text of an exception from MongoDB or the
+Kubernetes API.
 Store reads are blocking pymongo calls, so they run in threads.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import math
 from collections.abc import Awaitable, Callable
@@ -28,7 +30,7 @@ from kubedrift.publish.api_auth import (
 )
 from kubedrift.publish.metrics import CONTENT_TYPE, DriftMetrics
 from kubedrift.publish.openapi import document
-from kubedrift.publish.scan_trigger import PolicyNotFound, ScanTrigger
+from kubedrift.publish.scan_trigger import PolicyNotFound, ScanTrigger, pushed_repositories
 from kubedrift.store.mongo import StoreUnavailable
 from kubedrift.store.queries import QueryError, RecordQuery, parse_scope
 
@@ -68,7 +70,7 @@ def _bearer(request: web.Request) -> str | None:
 
 
 def _permission(request: web.Request) -> Permission:
-    if request.path == f"{PREFIX}/analyze":
+    if request.path in (f"{PREFIX}/analyze", f"{PREFIX}/hooks/git"):
         namespace = request.query.get("policy", "").partition("/")[0]
         return patch_policies(namespace)
     return READ_RECORDS
@@ -144,20 +146,46 @@ class _Api:
         scope = parse_scope(request.query)
         return web.json_response(await asyncio.to_thread(self._reader().statistics, scope))
 
-    async def analyze(self, request: web.Request) -> web.Response:
-        scope = RecordQuery.parse(request.query, allowed=("policy",))
+    def _trigger(self) -> ScanTrigger:
         if self.trigger is None:
             raise HttpError(503, "scans cannot be requested: the operator has no Kubernetes client")
+        return self.trigger
+
+    async def analyze(self, request: web.Request) -> web.Response:
+        scope = RecordQuery.parse(request.query, allowed=("policy",))
+        trigger = self._trigger()
         target = None
         if scope.policy:
             namespace, _, name = scope.policy.partition("/")
             target = (namespace, name)
         try:
-            requested = await self.trigger.request_scan(target)
+            requested = await trigger.request_scan(target)
         except PolicyNotFound as exc:
             raise HttpError(404, str(exc), "policy") from None
         except Exception as exc:
             log.warning("analyze: cannot request a scan: %s", exc)
+            raise HttpError(503, "cannot request a scan: the Kubernetes API did not take the request") from None
+        return web.json_response({"requested": requested}, status=202)
+
+    async def git_hook(self, request: web.Request) -> web.Response:
+        """A Git host's push webhook: fetch and scan now the policies of the pushed repository
+        (or the one `?policy=` names)."""
+        if request.query.get("policy"):
+            return await self.analyze(request)
+        RecordQuery.parse(request.query, allowed=("policy",))
+        trigger = self._trigger()
+        try:
+            payload = json.loads(await request.read() or b"null")
+        except (ValueError, RecursionError):  # RecursionError: nested deeper than the decoder goes
+            raise HttpError(400, "the body is not JSON (a push webhook payload)", "body") from None
+        repositories = pushed_repositories(payload)
+        if not repositories:
+            raise HttpError(400, "the payload names no repository (repository.clone_url, project.git_http_url, ...)"
+                                "; or name a policy with ?policy=namespace/name", "body")
+        try:
+            requested = await trigger.request_scans_of(repositories)
+        except Exception as exc:
+            log.warning("git hook: cannot request scans: %s", exc)
             raise HttpError(503, "cannot request a scan: the Kubernetes API did not take the request") from None
         return web.json_response({"requested": requested}, status=202)
 
@@ -185,6 +213,7 @@ def register_api(
     router.add_get(PREFIX + "/drift-records/{resourceId:.+}", api.record)
     router.add_get(f"{PREFIX}/statistics", api.statistics)
     router.add_post(f"{PREFIX}/analyze", api.analyze)
+    router.add_post(f"{PREFIX}/hooks/git", api.git_hook)
     if metrics is not None:
         register_metrics(app, metrics)
 

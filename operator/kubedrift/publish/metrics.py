@@ -105,17 +105,23 @@ class DriftMetrics:
         self.notifications.labels(result=result).inc()
 
     def observe(self, outcome: ScanOutcome, *, duration: float) -> None:
-        """One finished scan (`duration`: the whole scan, publishing included)."""
+        """One finished scan (`duration`: the whole scan, publishing included).
+
+        An incremental scan (a few objects re-diffed on a watch event) moves the drift series and the
+        state, not the figures of full scans (duration, last success, read errors: counted once per scan).
+        """
         ref = outcome.policy
         labels = {"policy": ref.name, "namespace": ref.namespace}
-        self.scan_duration.labels(**labels).observe(max(0.0, duration))
+        full = not outcome.incremental
+        if full:
+            self.scan_duration.labels(**labels).observe(max(0.0, duration))
         for reason in ERROR_REASONS:
             self.scan_errors.labels(**labels, reason=reason)  # every reason exported from the start
         for counter in (self.detected, self.resolved, self.git_fetch_errors, self.api_read_errors):
             counter.labels(**labels)
         if outcome.interval_seconds is not None:
             self.interval.labels(**labels).set(outcome.interval_seconds)
-        if outcome.read_errors:
+        if outcome.read_errors and full:
             self.api_read_errors.labels(**labels).inc(outcome.read_errors)
             self.scan_errors.labels(**labels, reason="PartialRead").inc(outcome.read_errors)
         self.policy_state.labels(**labels).set(int(outcome.state))
@@ -129,7 +135,8 @@ class DriftMetrics:
                 self.api_read_errors.labels(**labels).inc()
             return  # a scan that compared nothing changes no drift series
 
-        self.last_success.labels(**labels).set(outcome.finished.timestamp())
+        if full:
+            self.last_success.labels(**labels).set(outcome.finished.timestamp())
         self.detected.labels(**labels).inc(len(outcome.detected))
         self.resolved.labels(**labels).inc(len(outcome.resolved))
         for action in outcome.remediations.values():

@@ -142,7 +142,7 @@ def document() -> dict[str, Any]:
         "info": {"title": "kubedrift API", "version": "v1",
                  "description": "Drift history and statistics of the kubedrift operator. Every call needs a "
                                 "Kubernetes bearer token allowed to list driftreports.kubedrift.dev "
-                                "(analyze: patch driftpolicies)."},
+                                "(analyze and hooks/git: patch driftpolicies)."},
         "components": {
             "schemas": _SCHEMAS,
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer",
@@ -165,6 +165,16 @@ def document() -> dict[str, Any]:
                 "parameters": [_POLICY],
                 "responses": {"202": _json("#/components/schemas/AnalyzeAccepted", "scan requested"),
                               **_errors(400, 401, 403, 404, 429, 503)},
+            }},
+            "/api/v1/hooks/git": {"post": {
+                "summary": "A Git host's push webhook: fetch and scan now the policies whose spec.source.repoURL is "
+                           "the pushed repository (GitHub, Gitea/Forgejo, GitLab payloads), or the policy named",
+                "parameters": [_POLICY],
+                "requestBody": {"required": False, "content": {"application/json": {"schema": {
+                    "type": "object", "description": "the push event; repository.clone_url, repository.ssh_url, "
+                                                     "project.git_http_url, ... name the repository"}}}},
+                "responses": {"202": _json("#/components/schemas/AnalyzeAccepted", "scans requested"),
+                              **_errors(400, 401, 403, 404, 503)},
             }},
             "/api/v1/openapi.json": {"get": {"summary": "This document",
                                              "responses": {"200": {"description": "OpenAPI 3 document"},

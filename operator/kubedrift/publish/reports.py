@@ -201,8 +201,24 @@ class ReportPublisher:
         body = self._client.get(self._path(policy.namespace), labelSelector=selector)
         return ReportLedger.of(policy, body.get("items") or [])
 
+    def ledger_of(self, policy: PolicyRef, resource_ids: Iterable[str]) -> ReportLedger:
+        """The reports of these resources only (one GET each): what an incremental scan needs."""
+        found: dict[str, dict[str, Any]] = {}
+        for rid in resource_ids:
+            name = report_name(policy.name, rid)
+            try:
+                report = self._client.get(self._path(policy.namespace, name))
+            except ApiError as exc:
+                if exc.not_found:
+                    continue
+                raise
+            if (report.get("spec") or {}).get("policy") == policy.name:
+                found[name] = report
+        return ReportLedger(found)
+
     def sync(self, outcome: ScanOutcome, ledger: ReportLedger) -> SyncResult:
-        """Make the reports say what `outcome` decided; `ledger` is what they said before the scan."""
+        """Make the reports say what `outcome` decided; `ledger` is what they said before the scan
+        (for an incremental outcome: the reports of its scope)."""
         result = SyncResult()
         if outcome.stalled:
             return result
@@ -210,7 +226,7 @@ class ReportPublisher:
         stamp = format_time(now)
         ending = set(outcome.resolved) | set(outcome.untracked)
         handled: set[str] = set()
-        for rid, verdict in sorted(outcome.verdicts.items()):
+        for rid, verdict in sorted(outcome.decided().items()):
             name = report_name(policy.name, rid)
             handled.add(name)
             current = ledger.reports.get(name)
@@ -231,7 +247,7 @@ class ReportPublisher:
                 if not exc.not_found:
                     result.errors.append(f"DriftReport {name}: {exc}")
         for name, report in sorted(ledger.reports.items()):
-            if name in handled or _is_active(report):
+            if name in handled or _is_active(report) or outcome.incremental:
                 continue
             try:
                 self._expire(policy, name, report, now)

@@ -125,7 +125,7 @@ class ScanJob:
         detected = set(outcome.detected)
         entries = tuple(
             DriftEntry(DriftSnapshot.of(v.drift), bson_time(outcome.active[rid].first_seen), rid in detected)
-            for rid, v in sorted(outcome.verdicts.items()) if isinstance(v, Drifted)
+            for rid, v in sorted(outcome.decided().items()) if isinstance(v, Drifted)
         )
         return cls(policy=outcome.policy.id, at=bson_time(outcome.finished), revision=outcome.revision or "",
                    drifted=entries, resolved=tuple(outcome.resolved), untracked=tuple(outcome.untracked),
