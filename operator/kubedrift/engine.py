@@ -527,6 +527,12 @@ class Engine:
 
     # ----- this process stops scanning a policy -----
 
+    def spec_changed(self, policy_id: str) -> None:
+        """The policy's spec changed: no incremental scan until its next scan has read the new one (the
+        watches stay; that scan comes at once)."""
+        with self._lock:
+            self._memory.pop(policy_id, None)
+
     def stop_watching(self, body: dict[str, Any]) -> None:
         """No incremental scans of this policy until its next scan (it is suspended)."""
         ref = policy_ref(body)

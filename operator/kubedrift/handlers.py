@@ -116,6 +116,8 @@ class PolicyLoops:
 
     def notice(self, key: str, body: Any) -> None:
         if key in self.wakeups and self.scanned.get(key) != scan_marker(body):
+            if (self.scanned.get(key) or (None, None))[0] != scan_marker(body)[0]:
+                self.engine.spec_changed(key)  # no live change is judged by the old spec meanwhile
             self.wakeups[key].set()
 
     async def forget(self, key: str, body: Any) -> None:

@@ -138,9 +138,9 @@ def test_reports_notifications_and_remediation_end_to_end(setup: tuple[Harness, 
     assert "put back to Git by kubedrift" in next(r.body["text"] for r in resolved if r.path == "/slack")
     assert harness.events(NS, "Remediated")
 
-    # A hand edit: detected (both shapes: VersionChange is high), then put back by the next scan.
+    # A hand edit: detected by the watch, without a scan (both shapes: VersionChange is high), then put back
+    # by the next scan.
     harness.patch_image(NS, "nginx:6.6.6-hotfix")
-    harness.request_scan(NS)
     detected = receiver.wait_for(6)[4:]
     assert sorted(r.path for r in detected) == ["/hook", "/slack"]
     slack = next(r.body for r in detected if r.path == "/slack")
