@@ -4,7 +4,7 @@ The CRDs (crds/) and the kustomize base (deploy/, rendered with kubectl kustomiz
 `kubectl apply -f` needs on a fresh cluster: definitions first (CRDs, namespace), then what refers
 to them (accounts, RBAC, config), then workloads. kubectl maps every document to an API resource
 before it applies any, so an object of a CRD defined in the same file cannot be applied in one pass:
-such an object is refused here (the peering object is made by the Deployment's init container).
+such an object is refused here (the operator creates its kopf peering object itself at startup).
 
     python deploy/render_install.py [--image REF] > dist/install.yaml
 """

@@ -1,7 +1,8 @@
 """`kubedrift run`: the kopf operator plus the HTTP server (health, metrics, API).
 
-Peering is mandatory unless `--standalone`: two replicas must never both scan, so a missing peering
-object (deploy/peering.yaml) stops the start with an error instead of falling back to standalone.
+Peering is mandatory unless `--standalone`: two replicas must never both scan. The operator creates its
+peering object when it is absent (cluster/peering.py); a missing peering CRD (deploy/peering.yaml) stops
+the start with an error instead of falling back to standalone.
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ from kubedrift import observers as scan_observers
 from kubedrift.cluster import digest_key
 from kubedrift.cluster.access import DEFAULT_ADMIN_NAMESPACE, Tenancy
 from kubedrift.cluster.cache import LiveCache
-from kubedrift.cluster.client import ApiError, KubeClient, resource_path
+from kubedrift.cluster.client import ApiError, KubeClient
+from kubedrift.cluster.peering import Peering, PeeringError, ensure_peering
 from kubedrift.engine import Engine
 from kubedrift.handlers import PolicyLoops, register
 from kubedrift.live_changes import LiveChanges
@@ -39,7 +41,6 @@ from kubedrift.source.git import ALLOW_INSECURE_HTTP_ENV, GitCache
 log = logging.getLogger("kubedrift")
 
 PEERING_NAME = "kubedrift"
-PEERING_GROUP, PEERING_VERSION = "kopf.dev", "v1"
 WATCH_SERVER_TIMEOUT = 300.0
 WATCH_CLIENT_TIMEOUT = 330.0
 CONNECT_TIMEOUT = 10.0
@@ -100,7 +101,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--priority", type=int, default=None,
                         help="peering priority (default: random, so one replica of several leads)")
     parser.add_argument("--standalone", action="store_true",
-                        help="run without kopf peering (one replica only; without it the peering object must exist)")
+                        help="run without kopf peering (one replica only; without it the peering CRD must be installed)")
     parser.add_argument("--verbose", action="store_true", help="debug logging")
 
 
@@ -110,24 +111,6 @@ def _admin_namespaces_default() -> str:
     if configured is not None:
         return configured
     return _env("POD_NAMESPACE", DEFAULT_ADMIN_NAMESPACE) or DEFAULT_ADMIN_NAMESPACE
-
-
-def peering_problem(client: KubeClient, name: str, namespace: str | None) -> str | None:
-    """Why kopf peering cannot work (the CRD or the object is absent), or None when it can."""
-    if namespace:
-        what = f"KopfPeering {namespace}/{name}"
-        path = resource_path(PEERING_GROUP, PEERING_VERSION, "kopfpeerings", namespace, name)
-    else:
-        what = f"ClusterKopfPeering {name}"
-        path = resource_path(PEERING_GROUP, PEERING_VERSION, "clusterkopfpeerings", None, name)
-    try:
-        client.get(path)
-    except ApiError as exc:
-        if exc.not_found:
-            return (f"peering object {what} (kopf.dev/v1) not found: apply deploy/peering.yaml (its CRD and object"
-                    f"{' in that namespace' if namespace else ''}), or run a single replica with --standalone")
-        return f"cannot read peering object {what}: {exc}"
-    return None
 
 
 @dataclass(frozen=True)
@@ -212,9 +195,12 @@ def main(args: argparse.Namespace) -> int:
         log.error("cannot load the digest key (Secret %s/%s): %s", namespace, digest_key.SECRET_NAME, exc)
         return 1
     if not run.standalone:
-        problem = peering_problem(client, run.peering_name, run.namespace)
-        if problem is not None:
-            log.error("%s", problem)
+        peering = Peering(run.peering_name, run.namespace)
+        try:
+            if ensure_peering(client, peering):
+                log.info("created the peering object %s", peering)
+        except PeeringError as exc:
+            log.error("%s", exc)
             return 1
     readiness = Readiness()
     app = create_app(readiness)

@@ -119,7 +119,7 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
         emulator.stop()
 
 
-def test_without_peering_object_the_operator_refuses_to_start(cluster: Cluster) -> None:
+def test_without_the_peering_crd_the_operator_refuses_to_start(cluster: Cluster) -> None:
     port = free_port()
     env = {**os.environ, "KUBECONFIG": str(cluster.kubeconfig), "KUBEDRIFT_HTTP_PORT": str(port)}
     import subprocess
@@ -128,15 +128,19 @@ def test_without_peering_object_the_operator_refuses_to_start(cluster: Cluster) 
     done = subprocess.run([sys.executable, "-m", "kubedrift", "run"], env=env, capture_output=True, text=True,
                           timeout=60, check=False)
     assert done.returncode == 1
-    assert "ClusterKopfPeering kubedrift" in done.stderr and "--standalone" in done.stderr
+    assert "peering CRD clusterkopfpeerings.kopf.dev is not installed" in done.stderr
+    assert "deploy/peering.yaml" in done.stderr and "--standalone" in done.stderr
 
 
 def test_after_a_leader_change_and_a_fix_no_process_exports_the_fixed_drift(cluster: Cluster) -> None:
-    cluster.emulator.install_peering(REPO)
+    cluster.emulator.install_peering(REPO)  # the CRDs only, as the install ships them
+    assert cluster.emulator.get("kopf.dev/v1", "ClusterKopfPeering", None, "kubedrift") is None
     cluster.app("ha", interval="1h")
     with contextlib.ExitStack() as stack:
         first, _ = stack.enter_context(cluster.replica("replica-a", "--priority", "100"))
         wait_for(lambda: drift_series(first) == {"nginx-deployment", "settings"}, "replica a's drift series")
+        # The first replica created the peering object; the second one finds it there.
+        assert cluster.emulator.get("kopf.dev/v1", "ClusterKopfPeering", None, "kubedrift")
 
         # A replica with a higher priority comes: it leads, the first one pauses and drops its series.
         second, _ = stack.enter_context(cluster.replica("replica-b", "--priority", "200"))
@@ -156,11 +160,14 @@ def test_after_a_leader_change_and_a_fix_no_process_exports_the_fixed_drift(clus
 
 def test_namespace_mode_with_two_replicas_only_one_scans(cluster: Cluster) -> None:
     namespace = "solo"
-    cluster.emulator.install_peering(REPO, namespace=namespace)
+    cluster.emulator.install_peering(REPO)
     cluster.app(namespace, interval="1s")
     with contextlib.ExitStack() as stack:
         _, log_a = stack.enter_context(cluster.replica("ns-a", "--namespace", namespace, "--priority", "100"))
         wait_for(lambda: "scanned solo/app" in log_a.read_text(), "replica a's scans")
+        # Its peering object is the namespaced one, made in the namespace it watches.
+        assert cluster.emulator.get("kopf.dev/v1", "KopfPeering", namespace, "kubedrift")
+        assert cluster.emulator.get("kopf.dev/v1", "ClusterKopfPeering", None, "kubedrift") is None
         _, log_b = stack.enter_context(cluster.replica("ns-b", "--namespace", namespace, "--priority", "200"))
         wait_for(lambda: "scanned solo/app" in log_b.read_text(), "replica b's scans", timeout=60)
         wait_for(lambda: "Pausing operations" in log_a.read_text(), "replica a to pause")

@@ -413,6 +413,9 @@ class ApiEmulator(kmock.KubernetesEmulator):  # type: ignore[misc]
                 f'cannot {verb} resource "{res.plural}" in API group "{res.group}"',
             )
         known = res in self.resources
+        if not known and request.action in (enums.action.CREATE, enums.action.LIST):
+            # As the API server: a resource it does not serve (a CRD not installed) is not found.
+            return self._error(404, "NotFound", "the server could not find the requested resource")
         if request.method == enums.method.PUT and request.name:
             return await self._replace(request)
         if request.action == enums.action.CREATE and known:
@@ -873,11 +876,9 @@ class EmulatorServer:
         """(user, verb, path) of every request so far."""
         return self.run(lambda: list(self.emulator.audit))  # type: ignore[no-any-return]
 
-    def install_peering(self, repo: Path, namespace: str | None = None) -> None:
-        """deploy/'s kopf peering: its CRDs, and the objects the Deployment's init container applies
-        (the namespaced KopfPeering moved to `namespace` when given, for `--namespace` mode)."""
+    def install_peering(self, repo: Path) -> None:
+        """deploy/'s kopf peering CRDs, as the install applies them (the operator creates the object)."""
         self.install_file(repo / "deploy" / "peering.yaml")
-        self.install_file(repo / "deploy" / "peering-object.yaml", namespace=namespace)
 
     def install_file(self, path: Path, namespace: str | None = None) -> None:
         """What `kubectl apply -f` would do with a manifest file: CRDs registered, the other objects stored
