@@ -101,7 +101,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--priority", type=int, default=None,
                         help="peering priority (default: random, so one replica of several leads)")
     parser.add_argument("--standalone", action="store_true",
-                        help="run without kopf peering (one replica only; without it the peering CRD must be installed)")
+                        help="run without kopf peering (a single replica; else the peering CRDs must be installed)")
     parser.add_argument("--verbose", action="store_true", help="debug logging")
 
 

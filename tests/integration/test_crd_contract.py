@@ -137,7 +137,7 @@ def test_short_names_shadow_no_popular_kind() -> None:
 
 def _report(policy: str, drift: ResourceDrift, state: str) -> dict[str, Any]:
     return {"apiVersion": "kubedrift.dev/v1alpha1", "kind": "DriftReport",
-            "metadata": {"name": report_name(policy, drift.id), "namespace": "platform"},
+            "metadata": {"name": report_name(PolicyRef("platform", policy), drift.id), "namespace": "platform"},
             "spec": report_spec(PolicyRef("platform", policy), drift, "9f1c2ab" * 5 + "12345", "2026-01-20T08:03:11Z"),
             "status": {"state": state, "lastSeen": "2026-01-21T08:03:11Z"}}
 

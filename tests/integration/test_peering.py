@@ -8,9 +8,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from tests.support.emulator import EmulatorServer
+
 from kubedrift.cluster.client import KubeClient
 from kubedrift.cluster.peering import Peering, PeeringError, ensure_peering
-from tests.support.emulator import EmulatorServer
 
 pytestmark = pytest.mark.integration
 

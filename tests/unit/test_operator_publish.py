@@ -7,6 +7,7 @@ import re
 
 from aiohttp.test_utils import TestClient, TestServer
 
+from kubedrift.model import PolicyRef
 from kubedrift.publish.health import DEPENDENCY_MESSAGES, Readiness, create_app
 from kubedrift.publish.reports import label_value, report_name
 
@@ -15,14 +16,19 @@ LABEL = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$")
 
 
 def test_report_names_are_deterministic_valid_and_distinct() -> None:
-    a = report_name("prod", "ClusterRole::system:aggregate-to-view")
-    assert a == report_name("prod", "ClusterRole::system:aggregate-to-view")
+    prod = PolicyRef("platform", "prod")
+    a = report_name(prod, "ClusterRole::system:aggregate-to-view")
+    assert a == report_name(prod, "ClusterRole::system:aggregate-to-view")
     assert DNS_SUBDOMAIN.match(a) and len(a) <= 253
-    assert a.startswith("prod-clusterrole-cluster-system-aggregate-to-view-")
-    # Names that sanitize alike still differ by their hash.
-    assert report_name("p", "ConfigMap:a:b-c") != report_name("p", "ConfigMap:a-b:c")
-    long = report_name("p" * 60, "Deployment:" + "n" * 63 + ":" + "x" * 250)
+    assert re.fullmatch(r"clusterrole-system-aggregate-to-view-[0-9a-f]{8}", a)
+    # Names that sanitize alike still differ by their hash, as do two policies' reports of one object.
+    p = PolicyRef("ns", "p")
+    assert report_name(p, "ConfigMap:a:b-c") != report_name(p, "ConfigMap:a-b:c")
+    assert report_name(p, "ConfigMap:ns:b") != report_name(PolicyRef("ns", "q"), "ConfigMap:ns:b")
+    long = report_name(PolicyRef("n" * 63, "p" * 60), "Deployment:" + "n" * 63 + ":" + "x" * 250)
     assert DNS_SUBDOMAIN.match(long) and len(long) <= 253
+    odd = report_name(p, ":ns:..")  # nothing readable left: the hash alone
+    assert DNS_SUBDOMAIN.match(odd) and len(odd) == 8
 
 
 def test_label_values_fit_kubernetes_rules() -> None:

@@ -69,13 +69,20 @@ def label_value(text: str) -> str:
     return value
 
 
-def report_name(policy: str, resource_id: str) -> str:
-    """Deterministic: `<policy>-<kind>-<namespace>-<name>-<hash8>`, a valid DNS subdomain."""
+def report_name(policy: PolicyRef, resource_id: str) -> str:
+    """Deterministic and short: `<kind>-<name>-<hash8>`, `<kind>-<namespace>-<name>-<hash8>` when the object
+    lives outside the policy's (the report's) namespace; a valid DNS subdomain.
+
+    The hash of policy name and resource id keeps names that sanitize alike apart. Reports named by an
+    older release (`<policy>-<kind>-<namespace>-<name>-<hash8>`) are replaced on the next scan
+    (`ReportPublisher.sync`).
+    """
     kind, namespace, name = [*resource_id.split(":", 2), "", ""][:3]
-    readable = "-".join(p for p in (policy, kind, namespace or "cluster", name) if p)
+    shown = namespace if namespace and namespace != policy.namespace else ""
+    readable = "-".join(p for p in (kind, shown, name) if p)
     readable = _NAME_BAD.sub("-", readable.lower()).strip("-")[:200].rstrip("-")
-    digest = hashlib.sha256(f"{policy}\0{resource_id}".encode()).hexdigest()[:8]
-    return f"{readable}-{digest}"
+    digest = hashlib.sha256(f"{policy.name}\0{resource_id}".encode()).hexdigest()[:8]
+    return f"{readable}-{digest}" if readable else digest
 
 
 def summary(drift: ResourceDrift) -> str:
@@ -105,7 +112,7 @@ def report_spec(policy: PolicyRef, drift: ResourceDrift, revision: str, first_se
     }
     if drift.fix is not None:
         spec["fix"] = {**drift.fix.to_json(), "command": report_command(
-            drift.fix, drift.resource, report_name(policy.name, drift.id), policy.namespace)}
+            drift.fix, drift.resource, report_name(policy, drift.id), policy.namespace)}
     return spec
 
 
@@ -152,7 +159,8 @@ class ReportLedger:
         })
 
     def active(self) -> dict[str, ActiveDrift]:
-        """The drift these reports say is active, by resource id, with its firstSeen."""
+        """The drift these reports say is active, by resource id, with its firstSeen (the earliest, should a
+        resource have a report under an older name too)."""
         found: dict[str, ActiveDrift] = {}
         for name, report in self.reports.items():
             if (report.get("status") or {}).get("state") != ACTIVE:
@@ -161,8 +169,15 @@ class ReportLedger:
             if drift is None:
                 log.warning("DriftReport %s is Active but unreadable (resource, severity, firstSeen); ignored", name)
                 continue
-            found[str(report["spec"]["resourceId"])] = drift
+            rid = str(report["spec"]["resourceId"])
+            if rid not in found or drift.first_seen < found[rid].first_seen:
+                found[rid] = drift
         return found
+
+    def other_names(self, resource_id: str, name: str) -> list[str]:
+        """The reports of `resource_id` under names other than `name` (an older release's naming)."""
+        return sorted(other for other, report in self.reports.items()
+                      if other != name and (report.get("spec") or {}).get("resourceId") == resource_id)
 
 
 def _active_drift(report: Mapping[str, Any]) -> ActiveDrift | None:
@@ -205,7 +220,7 @@ class ReportPublisher:
         """The reports of these resources only (one GET each): what an incremental scan needs."""
         found: dict[str, dict[str, Any]] = {}
         for rid in resource_ids:
-            name = report_name(policy.name, rid)
+            name = report_name(policy, rid)
             try:
                 report = self._client.get(self._path(policy.namespace, name))
             except ApiError as exc:
@@ -227,9 +242,13 @@ class ReportPublisher:
         ending = set(outcome.resolved) | set(outcome.untracked)
         handled: set[str] = set()
         for rid, verdict in sorted(outcome.decided().items()):
-            name = report_name(policy.name, rid)
-            handled.add(name)
+            name = report_name(policy, rid)
             current = ledger.reports.get(name)
+            stale = ledger.other_names(rid, name)
+            handled.update([name, *stale])
+            if not isinstance(verdict, Drifted) and current is None and stale:
+                name, stale = stale[0], stale[1:]  # no new state to write: the old-named report serves
+                current = ledger.reports[name]
             try:
                 action = outcome.remediations.get(rid)
                 remediation = action.to_json() if action is not None else None
@@ -246,6 +265,13 @@ class ReportPublisher:
             except ApiError as exc:
                 if not exc.not_found:
                     result.errors.append(f"DriftReport {name}: {exc}")
+                continue
+            for old in stale:  # one report per resource: the one written above replaces these
+                try:
+                    self._client.request("DELETE", self._path(policy.namespace, old))
+                except ApiError as exc:
+                    if not exc.not_found:
+                        result.errors.append(f"DriftReport {old}: {exc}")
         for name, report in sorted(ledger.reports.items()):
             if name in handled or _is_active(report) or outcome.incremental:
                 continue
@@ -272,7 +298,7 @@ class ReportPublisher:
         current: dict[str, Any] | None,
         remediation: dict[str, Any] | None = None,
     ) -> None:
-        name = report_name(policy.name, drift.id)
+        name = report_name(policy, drift.id)
         active = current is not None and _is_active(current)
         spec = report_spec(policy, drift, revision, first_seen)
         if current is None:
