@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from kubedrift.publish.health import DEPENDENCY_MESSAGES
 from kubedrift.publish.metrics import DriftMetrics
 
 pytestmark = pytest.mark.integration
@@ -82,3 +83,18 @@ def test_servicemonitor_keeps_the_metrics_own_namespace_label() -> None:
     monitor = yaml.safe_load((RULES_DIR / "servicemonitor.yaml").read_text())
     endpoints = monitor["spec"]["endpoints"]
     assert endpoints and all(e.get("honorLabels") is True for e in endpoints)
+
+
+def test_store_down_texts_say_what_readyz_really_answers() -> None:
+    """/readyz names the degraded dependency with a fixed message, never the driver's error (which may name
+    hosts and users): the alert, its promtool test and the runbook say so, and quote that message."""
+    (rule,) = [r for r in rules() if r["alert"] == "KubedriftHistoryStoreDown"]
+    assert isinstance(rule["annotations"], dict)
+    description = str(rule["annotations"]["description"])
+    assert "/readyz lists mongodb as degraded" in description
+    texts = [description, (RULES_DIR / "kubedrift-rules.test.yaml").read_text(),
+             (RULES_DIR / "prometheusrule.yaml").read_text(), (RULES_DIR / "runbooks.md").read_text()]
+    assert not [t for t in texts if re.search(r"names the error|shows the error", t)]
+    section = (RULES_DIR / "runbooks.md").read_text().split("## KubedriftHistoryStoreDown", 1)[1].split("\n## ")[0]
+    assert DEPENDENCY_MESSAGES["mongodb"] in " ".join(section.split())
+    assert "reasons.mongodb" in section
