@@ -72,8 +72,6 @@ class RetryingWriter(Generic[T]):
         self._thread: threading.Thread | None = None
         self.degraded_reason: str | None = None
         self.dropped = 0
-        self.failures = 0
-        self.written = 0
 
     @property
     def pending(self) -> int:
@@ -173,7 +171,6 @@ class RetryingWriter(Generic[T]):
             try:
                 self._apply(entry.item)
             except Exception as exc:
-                self.failures += 1
                 reason = self._describe_error(exc)
                 if not self._reachable(exc):
                     self._set_degraded(reason)
@@ -186,7 +183,6 @@ class RetryingWriter(Generic[T]):
                 continue
             with self._cond:
                 self._remove(entry)
-                self.written += 1
             outage_backoff = self._initial_backoff
             self._set_degraded(None)
 
