@@ -23,9 +23,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from kubedrift.cluster.access import ClusterViews, IdentityView, ReadAccess, Tenancy
+from kubedrift.cluster.access import ClusterViews, IdentityView, ReadAccess, Tenancy, read_secret
 from kubedrift.cluster.cache import LiveCache
-from kubedrift.cluster.client import ApiError, KubeClient, resource_path
+from kubedrift.cluster.client import ApiError, KubeClient
 from kubedrift.cluster.live import LiveRead, LiveReader, where
 from kubedrift.cluster.watch import ObjectName, WatchKey
 from kubedrift.diff.compare import compare_objects, identity
@@ -49,7 +49,7 @@ from kubedrift.publish.fix import propose_fixes
 from kubedrift.publish.remediation import remediate
 from kubedrift.publish.reports import ReportLedger, ReportPublisher
 from kubedrift.publish.status import ScanStatus, StatusWriter, build_status
-from kubedrift.source.git import Checkout, GitCache, GitCredentials, GitSourceError, credentials_for_repo
+from kubedrift.source.git import Checkout, CredentialsError, GitCache, GitSourceError, credentials_for_policy
 from kubedrift.source.tree import load_checkout
 from kubedrift.verdicts import judge, stalled
 
@@ -253,10 +253,13 @@ class Engine:
         access = self.tenancy.access_for(spec.namespace, spec.service_account_name)
         view = self.views.view(access)
         reading.access, reading.view = access, view
-        credentials = self._credentials(spec, view, access)
         try:
+            credentials = credentials_for_policy(spec.source.secret_ref, spec.source.repo_url, spec.namespace,
+                                                 functools.partial(read_secret, view, access))
             checkout = self.git_cache.checkout(spec.source.repo_url, spec.source.revision, namespace=spec.namespace,
                                                credentials=credentials, timeout=self.git_timeout)
+        except CredentialsError as exc:
+            raise _Stalled("CredentialsError", exc.message) from None
         except GitSourceError as exc:
             raise _Stalled("GitError", exc.message) from None
         reading.revision = checkout.sha
@@ -335,26 +338,6 @@ class Engine:
             remediations=remediations,
             scope=scope,
         )
-
-    def _credentials(self, spec: PolicySpec, view: IdentityView, access: ReadAccess) -> GitCredentials | None:
-        """The secretRef Secret, read as the policy's identity: never one its service account could not read."""
-        assert spec.source is not None
-        name = spec.source.secret_ref
-        if not name:
-            return None
-        where = f"spec.source.secretRef: Secret {spec.namespace}/{name}"
-        try:
-            secret = view.client.get(resource_path("", "v1", "secrets", spec.namespace, name))
-        except ApiError as exc:
-            if exc.not_found:
-                raise _Stalled("CredentialsError", f"{where} not found") from None
-            if exc.forbidden:
-                raise _Stalled("CredentialsError", f"{where} cannot be read: {access.forbidden(exc.message)}") from None
-            raise _Stalled("CredentialsError", f"{where} cannot be read: {exc.status} {exc.reason}") from None
-        try:
-            return credentials_for_repo(secret, spec.source.repo_url)
-        except GitSourceError as exc:
-            raise _Stalled("CredentialsError", f"{where}: {exc.message}") from None
 
     def _desired(
         self, ref: PolicyRef, spec: PolicySpec, checkout: Checkout, view: IdentityView

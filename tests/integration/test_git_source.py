@@ -15,14 +15,17 @@ from typing import Any
 import pytest
 from tests.support.git_http import GitHttpServer, commit_files, git, init_repo, serve_git_http
 
+from kubedrift.model import KubedriftError
 from kubedrift.source.git import (
     Checkout,
+    CredentialsError,
     GitCache,
     GitCredentials,
     GitSourceError,
     TransportPolicy,
     _git_environment,
     check_repo_url,
+    credentials_for_policy,
     credentials_for_repo,
 )
 from kubedrift.source.manifests import load_manifests
@@ -396,3 +399,31 @@ def test_secrets_serve_only_when_they_opt_in_and_only_under_their_url() -> None:
         creds = credentials_for_repo(_secret(opted, username="bot", password="p", url=prefix), repo)
         assert (creds.username, creds.password) == ("bot", "p")
     assert credentials_for_repo(_secret(opted, password="p"), repo).password == "p"
+
+
+def test_a_policys_secret_ref_is_decided_here_whoever_reads_the_secret() -> None:
+    """source/ decides from what the reader gives (the operator passes a read as the policy's identity)."""
+    opted = {"kubedrift.dev/git-credentials": "true"}
+    repo = "https://git.example.com/team-a/app.git"
+    asked: list[str] = []
+
+    def reader(secret: dict[str, Any]) -> Any:
+        def read(name: str) -> dict[str, Any]:
+            asked.append(name)
+            return secret
+        return read
+
+    def unreadable(name: str) -> dict[str, Any]:
+        raise KubedriftError("cannot be read: forbidden for system:serviceaccount:team-a:reader")
+
+    assert credentials_for_policy(None, repo, TEAM, reader({})) is None and asked == []
+    creds = credentials_for_policy("git", repo, TEAM, reader(_secret(opted, username="bot", password="p")))
+    assert creds is not None and (creds.username, creds.password) == ("bot", "p") and asked == ["git"]
+    with pytest.raises(CredentialsError) as info:
+        credentials_for_policy("git", repo, TEAM, unreadable)
+    assert info.value.message == ("spec.source.secretRef: Secret team-a/git cannot be read: "
+                                  "forbidden for system:serviceaccount:team-a:reader")
+    with pytest.raises(CredentialsError) as info:
+        credentials_for_policy("db", repo, TEAM, reader(_secret(None, password="hunter2")))
+    assert info.value.message.startswith("spec.source.secretRef: Secret team-a/db: the Secret is not labelled")
+    assert "hunter2" not in info.value.message

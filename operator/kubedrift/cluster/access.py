@@ -17,9 +17,11 @@ import datetime
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from typing import Any
 
-from kubedrift.cluster.client import KubeClient
+from kubedrift.cluster.client import ApiError, KubeClient, resource_path
 from kubedrift.cluster.discovery import Discovery
+from kubedrift.model import KubedriftError
 from kubedrift.names import is_dns_label, is_dns_subdomain
 
 DEFAULT_ADMIN_NAMESPACE = "kubedrift"
@@ -114,6 +116,23 @@ class IdentityView:
                 return
             self.discovery.refresh()
             self._discovered_at = now
+
+
+class SecretUnreadable(KubedriftError):
+    """Why a Secret read for a policy could not be read: `not found`, `cannot be read: ...` (never its content)."""
+
+
+def read_secret(view: IdentityView, access: ReadAccess, name: str) -> dict[str, Any]:
+    """Secret `name` of the policy's namespace, read through the view of the policy's identity."""
+    try:
+        secret = view.client.get(resource_path("", "v1", "secrets", access.namespace, name))
+    except ApiError as exc:
+        if exc.not_found:
+            raise SecretUnreadable("not found") from None
+        if exc.forbidden:
+            raise SecretUnreadable(f"cannot be read: {access.forbidden(exc.message)}") from None
+        raise SecretUnreadable(f"cannot be read: {exc.status} {exc.reason}") from None
+    return secret if isinstance(secret, dict) else {}
 
 
 class ClusterViews:

@@ -31,7 +31,7 @@ import tempfile
 import threading
 import time
 import urllib.parse
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -60,6 +60,15 @@ _HELPER = f'!f() {{ test "$1" = get && printf "username=%s\\npassword=%s\\n" "${
 
 class GitSourceError(KubedriftError, RuntimeError):
     """Checkout failed; the message names the cause and never holds credentials."""
+
+
+class CredentialsError(GitSourceError):
+    """The policy's `spec.source.secretRef` cannot serve as git credentials (unreadable, not opted in, other URL)."""
+
+
+SecretReader = Callable[[str], Mapping[str, Any]]
+"""Reads Secret `name` of the policy's namespace as the policy's own identity (so never one its service account
+could not read); raises KubedriftError whose message says why not (`not found`, `cannot be read: ...`)."""
 
 
 @dataclass(frozen=True)
@@ -206,6 +215,24 @@ def _under_prefix(url: str, prefix: str) -> bool:
     if not prefix or not url.startswith(prefix):
         return False
     return len(url) == len(prefix) or prefix.endswith(("/", ":")) or url[len(prefix)] in "/:"
+
+
+def credentials_for_policy(secret_ref: str | None, repo_url: str, namespace: str,
+                           read_secret: SecretReader) -> GitCredentials | None:
+    """The git credentials of a policy's `spec.source.secretRef`, or None when it names none.
+
+    Raises CredentialsError naming the field and the Secret (never a value of it)."""
+    if not secret_ref:
+        return None
+    where = f"spec.source.secretRef: Secret {namespace}/{secret_ref}"
+    try:
+        secret = read_secret(secret_ref)
+    except KubedriftError as exc:
+        raise CredentialsError(f"{where} {exc.message}") from None
+    try:
+        return credentials_for_repo(secret, repo_url)
+    except GitSourceError as exc:
+        raise CredentialsError(f"{where}: {exc.message}") from None
 
 
 def credentials_for_repo(secret: Mapping[str, Any], repo_url: str) -> GitCredentials:
