@@ -7,10 +7,9 @@ too deeply nested to encode is replaced the same way, without its text.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Mapping, Sequence
 
+from kubedrift.hashes import canonical_json, text_hash
 from kubedrift.model import JSON
 
 MAX_CHANGES = 100
@@ -20,12 +19,12 @@ MAX_VALUE_CHARS = 2048
 def bounded(value: JSON) -> JSON:
     """`value` itself when small, else `<N bytes, sha256:…>` (the hash tells two big values apart)."""
     try:
-        text = json.dumps(value, sort_keys=True, default=str)
+        text = canonical_json(value)
     except (RecursionError, ValueError):
         return "<value too deeply nested to show>"
     if len(text) <= MAX_VALUE_CHARS:
         return value
-    return f"<{len(text)} bytes, sha256:{hashlib.sha256(text.encode()).hexdigest()[:12]}>"
+    return f"<{len(text)} bytes, {text_hash(text)}>"
 
 
 def bounded_change(change: Mapping[str, JSON]) -> dict[str, JSON]:

@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import secrets
 import threading
 from typing import Any
+
+from kubedrift.hashes import canonical_json
 
 PREFIX = "hmac:"
 KEY_BYTES = 32
@@ -66,7 +67,7 @@ def secret_digest(value: bytes | str | None) -> str:
 
 def value_digest(value: Any) -> str:
     """The keyed digest of any JSON value (its canonical text)."""
-    return secret_digest(json.dumps(value, sort_keys=True, separators=(",", ":"), default=str))
+    return secret_digest(canonical_json(value))
 
 
 def is_digest(value: Any) -> bool:

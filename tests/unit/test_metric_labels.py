@@ -45,6 +45,8 @@ def test_names_that_kubernetes_would_refuse_never_become_label_values() -> None:
         drift("Deploy-ment", "shop", "web"),
         drift("Dëployment", "shop", "web"),
         drift("ConfigMap", "shop", "system:not-rbac"),
+        drift("Deployment", "shop", "trailing-newline\n"),  # `$` would let these through; full matches only
+        drift("Deployment", "newline-ns\n", "web"),
     ]
     fine = [drift("Deployment", "shop", "web"), drift("ConfigMap", "shop", "a." + "b" * 251),
             drift("Namespace", "", "shop"), rbac("ClusterRole", "system:aggregate-to-view")]

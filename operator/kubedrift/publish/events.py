@@ -14,8 +14,8 @@ from typing import Any
 
 from kubedrift.cluster.client import ApiError, KubeClient, resource_path
 from kubedrift.model import API_VERSION, Drifted, PolicyRef, RemediationMode, ResourceDrift, ScanOutcome
-from kubedrift.publish.reports import format_time
 from kubedrift.publish.status import one_line
+from kubedrift.timestamps import format_time
 
 log = logging.getLogger(__name__)
 

@@ -15,6 +15,7 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 
 from kubedrift.model import ResourceRef, api_group
+from kubedrift.names import is_dns_label, is_dns_subdomain
 
 MAX_SERIES_PER_POLICY = 500
 INVALID_NAME = "invalid_name"
@@ -22,19 +23,20 @@ OVER_LIMIT = "limit"
 OMIT_REASONS = (INVALID_NAME, OVER_LIMIT)
 RBAC_GROUP = "rbac.authorization.k8s.io"
 
-_DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
 _RBAC_NAME = re.compile(r"[a-z0-9]([-a-z0-9.:]*[a-z0-9])?")
-_DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 _KIND = re.compile(r"[A-Za-z][A-Za-z0-9]*")
 
 
 def labelable(ref: ResourceRef) -> bool:
     """True when the drifted object's kind, namespace and name are safe label values."""
-    name_pattern = _RBAC_NAME if api_group(ref.api_version) == RBAC_GROUP else _DNS_SUBDOMAIN
+    if api_group(ref.api_version) == RBAC_GROUP:
+        name_ok = len(ref.name) <= 253 and bool(_RBAC_NAME.fullmatch(ref.name))
+    else:
+        name_ok = is_dns_subdomain(ref.name)
     return (
         len(ref.kind) <= 63 and bool(_KIND.fullmatch(ref.kind))
-        and (ref.namespace == "" or (len(ref.namespace) <= 63 and bool(_DNS_LABEL.fullmatch(ref.namespace))))
-        and len(ref.name) <= 253 and bool(name_pattern.fullmatch(ref.name))
+        and (ref.namespace == "" or is_dns_label(ref.namespace))
+        and name_ok
     )
 
 

@@ -14,7 +14,6 @@ and need no database (docs/architecture.md).
 from __future__ import annotations
 
 import datetime
-import hashlib
 import logging
 import re
 from collections.abc import Iterable, Mapping
@@ -23,6 +22,7 @@ from typing import Any
 
 from kubedrift.bounded import MAX_CHANGES, bounded_changes
 from kubedrift.cluster.client import JSON_PATCH, ApiError, KubeClient, resource_path
+from kubedrift.hashes import sha256_hex
 from kubedrift.model import (
     API_VERSION,
     GROUP,
@@ -39,6 +39,7 @@ from kubedrift.model import (
 )
 from kubedrift.publish.fix import report_command
 from kubedrift.publish.ownership import owner_policy
+from kubedrift.timestamps import format_time, parse_time
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +66,7 @@ def label_value(text: str) -> str:
     """A valid label value (<= 63 chars, alphanumeric at both ends); long ones end in a hash."""
     value = _LABEL_BAD.sub("-", text).strip("-._")
     if len(value) > 63:
-        value = value[:54].rstrip("-._") + "-" + hashlib.sha256(text.encode()).hexdigest()[:8]
+        value = value[:54].rstrip("-._") + "-" + sha256_hex(text, 8)
     return value
 
 
@@ -81,7 +82,7 @@ def report_name(policy: PolicyRef, resource_id: str) -> str:
     shown = namespace if namespace and namespace != policy.namespace else ""
     readable = "-".join(p for p in (kind, shown, name) if p)
     readable = _NAME_BAD.sub("-", readable.lower()).strip("-")[:200].rstrip("-")
-    digest = hashlib.sha256(f"{policy.name}\0{resource_id}".encode()).hexdigest()[:8]
+    digest = sha256_hex(f"{policy.name}\0{resource_id}", 8)
     return f"{readable}-{digest}" if readable else digest
 
 
@@ -127,16 +128,6 @@ def _labels(policy: PolicyRef, drift: ResourceDrift) -> dict[str, str]:
     if ref.namespace:
         labels[LABEL_NAMESPACE] = label_value(ref.namespace)
     return labels
-
-
-def _parse_time(text: Any) -> datetime.datetime | None:
-    if not isinstance(text, str) or not text:
-        return None
-    try:
-        moment = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=datetime.UTC)
 
 
 @dataclass(frozen=True)
@@ -189,17 +180,13 @@ def _active_drift(report: Mapping[str, Any]) -> ActiveDrift | None:
         severity = Severity.parse(str(spec.get("severity") or ""))
     except ValueError:
         return None
-    first_seen = _parse_time(spec.get("firstSeen")) or _parse_time(
+    first_seen = parse_time(spec.get("firstSeen")) or parse_time(
         (report.get("metadata") or {}).get("creationTimestamp"))
     if first_seen is None:
         return None
     ref = ResourceRef(str(resource.get("apiVersion") or ""), str(resource.get("kind") or ""),
                       str(resource.get("namespace") or ""), str(resource.get("name") or ""))
     return ActiveDrift(ref, severity, first_seen)
-
-
-def format_time(moment: datetime.datetime) -> str:
-    return moment.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class ReportPublisher:
@@ -284,7 +271,7 @@ class ReportPublisher:
 
     def _expire(self, policy: PolicyRef, name: str, report: Mapping[str, Any], now: datetime.datetime) -> None:
         """A Resolved report goes once the retention period has passed."""
-        resolved_at = _parse_time((report.get("status") or {}).get("resolvedAt"))
+        resolved_at = parse_time((report.get("status") or {}).get("resolvedAt"))
         if resolved_at is None or (now - resolved_at).total_seconds() >= self.retention_seconds:
             self._client.request("DELETE", self._path(policy.namespace, name))
 

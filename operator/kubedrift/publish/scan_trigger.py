@@ -11,6 +11,7 @@ from typing import Any, Protocol
 
 from kubedrift.cluster.client import MERGE_PATCH, ApiError, KubeClient, resource_path
 from kubedrift.model import GROUP, POLICY_PLURAL, SCAN_REQUEST_ANNOTATION, VERSION, KubedriftError
+from kubedrift.timestamps import format_time
 
 
 class PolicyNotFound(KubedriftError, LookupError):
@@ -86,7 +87,7 @@ class AnnotationScanTrigger:
         return await asyncio.to_thread(self._request, None, frozenset(repositories))
 
     def _request(self, policy: tuple[str, str] | None, repositories: frozenset[str] | None = None) -> list[str]:
-        stamp = datetime.datetime.now(datetime.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        stamp = format_time(datetime.datetime.now(datetime.UTC), milliseconds=True)
         if policy is not None:
             targets = [policy]
         else:

@@ -13,7 +13,7 @@ from typing import Any
 
 from kubedrift.cluster.client import JSON_PATCH, MERGE_PATCH, KubeClient, resource_path
 from kubedrift.model import GROUP, POLICY_PLURAL, VERSION, LoadError, PolicyRef, ScanOutcome
-from kubedrift.publish.reports import format_time
+from kubedrift.timestamps import format_time
 
 log = logging.getLogger(__name__)
 

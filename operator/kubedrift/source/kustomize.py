@@ -47,7 +47,7 @@ class KustomizeError(KubedriftError, RuntimeError):
 
 
 def is_kustomization_dir(directory: str) -> bool:
-    return any(os.path.isfile(os.path.join(directory, name)) for name in KUSTOMIZATION_FILES)
+    return kustomization_file(directory) is not None
 
 
 def kustomization_file(directory: str) -> str | None:

@@ -15,9 +15,9 @@ from kubedrift.source.bounds import MAX_OBJECTS_PER_SCAN, MAX_RENDERED_BYTES
 from kubedrift.source.documents import DocumentError, looks_like_json, parse_json, parse_yaml, read_text
 from kubedrift.source.kustomize import (
     DEFAULT_TIMEOUT,
-    KUSTOMIZATION_FILES,
     KustomizeError,
     is_kustomization_dir,
+    kustomization_file,
     render_kustomization,
 )
 
@@ -163,10 +163,9 @@ def _load_kustomization(collector: _Collector, directory: str, source: str, time
 
 def _referenced_dirs(kustomization_dir: str) -> set[str]:
     """Local directories a kustomization builds on (resources/bases/components entries)."""
-    for name in KUSTOMIZATION_FILES:
-        path = os.path.join(kustomization_dir, name)
-        if os.path.isfile(path):
-            break
+    path = kustomization_file(kustomization_dir)
+    if path is None:
+        return set()
     try:
         docs = parse_yaml(read_text(path))
     except DocumentError:

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from kubedrift.model import KubedriftError, Severity
 from kubedrift.store.records import RecordState
+from kubedrift.timestamps import format_time
 
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
@@ -104,8 +105,7 @@ def parse_scope(params: Mapping[str, str]) -> RecordQuery:
 
 def iso(value: Any) -> Any:
     if isinstance(value, datetime):
-        value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-        return value.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        return format_time(value, milliseconds=True)
     return value
 
 

@@ -13,8 +13,6 @@ scan, and events carry a deterministic `_id`.
 from __future__ import annotations
 
 import enum
-import hashlib
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -22,6 +20,7 @@ from typing import Any
 
 from kubedrift.bounded import bounded_changes
 from kubedrift.digest import is_digest, value_digest
+from kubedrift.hashes import content_hash
 from kubedrift.model import JSON, Category, Drifted, ResourceDrift, ScanOutcome
 
 RECORDS = "drift_records"
@@ -46,15 +45,6 @@ def bson_time(at: datetime) -> datetime:
     """UTC, truncated to the millisecond BSON keeps, so a stored time compares equal to its source."""
     at = at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
     return at.replace(microsecond=at.microsecond // 1000 * 1000)
-
-
-def digest(value: JSON) -> str:
-    """`sha256:<first 12 hex>` of a JSON value: change detection between scans (desired/live hashes).
-
-    Only ever applied to changes already redacted (Secret values are keyed digests by then).
-    """
-    text = json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
-    return "sha256:" + hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
 def redact_change(change: dict[str, JSON]) -> dict[str, JSON]:
@@ -94,8 +84,8 @@ class DriftSnapshot:
             score=drift.score,
             categories=drift.categories,
             changes=bounded_changes(changes),  # the hashes below still see every full value
-            desired_hash=digest([[c["path"], c["desired"]] for c in changes] + [drift.state.value]),
-            live_hash=digest([[c["path"], c["live"]] for c in changes]),
+            desired_hash=content_hash([[c["path"], c["desired"]] for c in changes] + [drift.state.value]),
+            live_hash=content_hash([[c["path"], c["live"]] for c in changes]),
         )
 
 
