@@ -4,7 +4,6 @@ and the API answering."""
 
 from __future__ import annotations
 
-import copy
 import os
 import socket
 import threading
@@ -18,7 +17,7 @@ import pytest
 import requests
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
-from tests.support.corpus import load_one
+from tests.support.corpus import in_ns, load_one
 from tests.support.emulator import EmulatorServer
 from tests.support.git_http import serve_git_http
 from tests.support.mongo import free_port
@@ -30,12 +29,6 @@ pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY_LIVE = "argoproj__gitops-engine__pkg__diff__testdata__smd-deploy-live.yaml"
 DEPLOY_GIT = "argoproj__gitops-engine__pkg__diff__testdata__smd-deploy-config.yaml"
-
-
-def in_ns(body: dict[str, Any], namespace: str) -> dict[str, Any]:
-    body = copy.deepcopy(body)
-    body["metadata"]["namespace"] = namespace
-    return body
 
 
 def policy(namespace: str, repo_url: str, interval: str) -> dict[str, Any]:
@@ -60,9 +53,7 @@ def cluster(tmp_path: Path) -> Iterator[tuple[EmulatorServer, dict[str, str]]]:
     server.emulator = ReviewingEmulator()
     server.start()
     try:
-        for crd in sorted((REPO / "crds").glob("*.yaml")):
-            server.register_crd_file(crd)
-        server.install_peering(REPO)
+        server.install_crds(REPO)
         env = {**os.environ, "KUBECONFIG": str(server.write_kubeconfig(tmp_path / "kubeconfig")),
                "KUBEDRIFT_GIT_CACHE": str(tmp_path / "git-cache"), "KUBEDRIFT_ALLOW_INSECURE_HTTP": "1",
                "PYTHONUNBUFFERED": "1"}

@@ -5,7 +5,6 @@ count each drift once; a paused replica drops its series. Real processes against
 from __future__ import annotations
 
 import contextlib
-import copy
 import os
 import time
 from collections.abc import Iterator
@@ -18,7 +17,7 @@ import pytest
 import requests
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
-from tests.support.corpus import load_one
+from tests.support.corpus import in_ns, load_one
 from tests.support.emulator import EmulatorServer
 from tests.support.git_http import GitHttpServer, serve_git_http
 from tests.support.mongo import free_port
@@ -30,12 +29,6 @@ REPO = Path(__file__).resolve().parents[2]
 GROUP, VERSION = "kubedrift.dev", "v1alpha1"
 DEPLOY_LIVE = "argoproj__gitops-engine__pkg__diff__testdata__smd-deploy-live.yaml"
 DEPLOY_GIT = "argoproj__gitops-engine__pkg__diff__testdata__smd-deploy-config.yaml"
-
-
-def in_ns(body: dict[str, Any], namespace: str) -> dict[str, Any]:
-    body = copy.deepcopy(body)
-    body["metadata"]["namespace"] = namespace
-    return body
 
 
 def config_map(namespace: str, mode: str) -> dict[str, Any]:

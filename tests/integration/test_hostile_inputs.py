@@ -285,9 +285,7 @@ class Cluster:
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     tmp = tmp_path_factory.mktemp("hostile-operator")
     emulator = EmulatorServer().start()
-    for crd in sorted((REPO / "crds").glob("*.yaml")):
-        emulator.register_crd_file(crd)
-    emulator.install_peering(REPO)
+    emulator.install_crds(REPO)
     kubeconfig = emulator.write_kubeconfig(tmp / "kubeconfig")
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

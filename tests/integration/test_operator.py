@@ -140,9 +140,7 @@ def _condition(policy: dict[str, Any], type_: str) -> dict[str, Any]:
 def harness(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Harness]:
     tmp = tmp_path_factory.mktemp("operator")
     cluster = EmulatorServer().start()
-    for crd in sorted((REPO / "crds").glob("*.yaml")):
-        cluster.register_crd_file(crd)
-    cluster.install_peering(REPO)
+    cluster.install_crds(REPO)
     kubeconfig = cluster.write_kubeconfig(tmp / "kubeconfig")
     log = tmp / "operator.log"
     port = _free_port()

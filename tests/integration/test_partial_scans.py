@@ -6,7 +6,6 @@ did not change."""
 
 from __future__ import annotations
 
-import copy
 import itertools
 import os
 from collections.abc import Iterator
@@ -21,7 +20,7 @@ import pytest
 import requests
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
-from tests.support.corpus import load_one
+from tests.support.corpus import in_ns, load_one
 from tests.support.emulator import EmulatorServer
 from tests.support.git_http import GitHttpServer, serve_git_http
 from tests.support.mongo import free_port, mongo_base_uri, mongo_uri  # noqa: F401
@@ -38,12 +37,6 @@ DEPLOY_GIT = "argoproj__gitops-engine__pkg__diff__testdata__smd-deploy-config.ya
 DEPLOY_ID = f"Deployment:{NS}:nginx-deployment"
 CONFIG_ID = f"ConfigMap:{NS}:settings"
 _requests = itertools.count(1)
-
-
-def in_ns(body: dict[str, Any]) -> dict[str, Any]:
-    body = copy.deepcopy(body)
-    body["metadata"]["namespace"] = NS
-    return body
 
 
 def config_map(mode: str) -> dict[str, Any]:
@@ -114,11 +107,9 @@ class Operator:
 def operator(tmp_path: Path, mongo_uri: str) -> Iterator[Operator]:  # noqa: F811
     cluster = EmulatorServer().start()
     try:
-        for crd in sorted((REPO / "crds").glob("*.yaml")):
-            cluster.register_crd_file(crd)
-        cluster.install_peering(REPO)
+        cluster.install_crds(REPO)
         cluster.seed({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}})
-        live = in_ns(load_one(DEPLOY_LIVE))
+        live = in_ns(load_one(DEPLOY_LIVE), NS)
         live["spec"]["template"]["spec"]["containers"][0]["image"] = "nginx:9.9.9"  # a hand edit
         cluster.seed(live)
         cluster.seed(config_map("lenient"))  # Git says strict
@@ -130,7 +121,7 @@ def operator(tmp_path: Path, mongo_uri: str) -> Iterator[Operator]:  # noqa: F81
         db = pymongo.MongoClient(mongo_uri, tz_aware=True).get_default_database()
         custom = kubernetes.client.CustomObjectsApi(kubernetes.config.new_client_from_config(str(kubeconfig)))
         with serve_git_http(tmp_path / "git", username=None, password=None) as git:
-            git.create_repo(NS, {"apps/deployment.yaml": yaml.safe_dump(in_ns(load_one(DEPLOY_GIT))),
+            git.create_repo(NS, {"apps/deployment.yaml": yaml.safe_dump(in_ns(load_one(DEPLOY_GIT), NS)),
                                  "apps/configmap.yaml": yaml.safe_dump(config_map("strict"))})
             cluster.seed({"apiVersion": f"{GROUP}/{VERSION}", "kind": "DriftPolicy",
                           "metadata": {"namespace": NS, "name": "app"},

@@ -3,17 +3,16 @@ series and an API answer; the fix resolves all three; restarting the operator ke
 
 from __future__ import annotations
 
-import copy
 import os
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import pymongo
 import pytest
 import requests
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
-from tests.support.corpus import load_one
+from tests.support.corpus import in_ns, load_one
 from tests.support.emulator import EmulatorServer
 from tests.support.git_http import serve_git_http
 from tests.support.mongo import free_port, mongo_base_uri, mongo_uri  # noqa: F401
@@ -30,12 +29,6 @@ RESOURCE_ID = f"Deployment:{NS}:nginx-deployment"
 T = TypeVar("T")
 
 
-def in_ns(body: dict[str, Any]) -> dict[str, Any]:
-    body = copy.deepcopy(body)
-    body["metadata"]["namespace"] = NS
-    return body
-
-
 def first_seen_series(base: str) -> list[tuple[dict[str, str], float]]:
     text = requests.get(base + "/metrics", timeout=10).text
     return [(dict(s.labels), s.value) for f in text_string_to_metric_families(text)
@@ -47,11 +40,9 @@ def test_history_metrics_and_api_follow_the_operator(tmp_path: Path, mongo_uri: 
     cluster.emulator = ReviewingEmulator()
     cluster.start()
     try:
-        for crd in sorted((REPO / "crds").glob("*.yaml")):
-            cluster.register_crd_file(crd)
-        cluster.install_peering(REPO)
+        cluster.install_crds(REPO)
         cluster.seed({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}})
-        live = in_ns(load_one(DEPLOY_LIVE))
+        live = in_ns(load_one(DEPLOY_LIVE), NS)
         live["spec"]["template"]["spec"]["containers"][0]["image"] = "nginx:9.9.9"  # a hand edit
         cluster.seed(live)
         kubeconfig = cluster.write_kubeconfig(tmp_path / "kubeconfig")
@@ -62,7 +53,7 @@ def test_history_metrics_and_api_follow_the_operator(tmp_path: Path, mongo_uri: 
         log = tmp_path / "operator.log"
         db = pymongo.MongoClient(mongo_uri, tz_aware=True).get_default_database()
         with serve_git_http(tmp_path / "git", username=None, password=None) as git:
-            git.create_repo(NS, {"apps/deployment.yaml": yaml.safe_dump(in_ns(load_one(DEPLOY_GIT)))})
+            git.create_repo(NS, {"apps/deployment.yaml": yaml.safe_dump(in_ns(load_one(DEPLOY_GIT), NS))})
             policy = {"apiVersion": "kubedrift.dev/v1alpha1", "kind": "DriftPolicy",
                       "metadata": {"namespace": NS, "name": "app"},
                       "spec": {"source": {"repoURL": git.url(NS), "revision": "main", "paths": ["apps"]},
@@ -92,7 +83,7 @@ def test_history_metrics_and_api_follow_the_operator(tmp_path: Path, mongo_uri: 
                 assert first_seen_series(base)[0][1] == pytest.approx(first_seen.timestamp(), abs=1.0)
 
                 # Fix the live object, ask for a scan through the API: the record resolves, the series goes.
-                fixed = in_ns(load_one(DEPLOY_LIVE))
+                fixed = in_ns(load_one(DEPLOY_LIVE), NS)
                 cluster.seed(fixed)
                 answer = requests.post(f"{base}/api/v1/analyze", params={"policy": f"{NS}/app"}, headers=ADMIN,
                                        timeout=10)

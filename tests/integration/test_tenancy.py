@@ -188,9 +188,7 @@ class Harness:
 def harness(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Harness]:
     tmp = tmp_path_factory.mktemp("tenancy")
     cluster = EmulatorServer().start()
-    for crd in sorted((REPO / "crds").glob("*.yaml")):
-        cluster.register_crd_file(crd)
-    cluster.install_peering(REPO)
+    cluster.install_crds(REPO)
     _seed_rbac(cluster, REPO / "deploy" / "rbac.yaml")
     # The victim: a team whose config and secrets no other tenant may see.
     for body in ({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "victim"}},

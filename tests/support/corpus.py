@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 from typing import Any
@@ -36,3 +37,10 @@ def last_applied(live: dict[str, Any]) -> dict[str, Any]:
     """The manifest kubectl applied, as recorded on the live object."""
     desired: dict[str, Any] = json.loads(live["metadata"]["annotations"][LAST_APPLIED])
     return desired
+
+
+def in_ns(body: dict[str, Any], namespace: str) -> dict[str, Any]:
+    """A copy of `body` placed in `namespace`."""
+    body = copy.deepcopy(body)
+    body["metadata"]["namespace"] = namespace
+    return body

@@ -876,6 +876,12 @@ class EmulatorServer:
         """(user, verb, path) of every request so far."""
         return self.run(lambda: list(self.emulator.audit))  # type: ignore[no-any-return]
 
+    def install_crds(self, repo: Path) -> None:
+        """Every CRD the install defines: kubedrift's (crds/) and kopf's peering ones (deploy/peering.yaml)."""
+        for crd in sorted((repo / "crds").glob("*.yaml")):
+            self.register_crd_file(crd)
+        self.install_peering(repo)
+
     def install_peering(self, repo: Path) -> None:
         """deploy/'s kopf peering CRDs, as the install applies them (the operator creates the object)."""
         self.install_file(repo / "deploy" / "peering.yaml")
