@@ -8,6 +8,8 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from kubedrift.timestamps import format_time
+
 JSON = Any
 """A decoded JSON/YAML value (dict, list, str, int, float, bool or None)."""
 
@@ -624,7 +626,7 @@ class Remediation:
 
     def to_json(self) -> dict[str, str]:
         return {"mode": self.mode.value, "result": self.result, "message": self.message,
-                "time": self.time.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")}
+                "time": format_time(self.time)}
 
 
 @dataclass(frozen=True)

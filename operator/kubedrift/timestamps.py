@@ -15,6 +15,11 @@ def format_time(moment: datetime.datetime, *, milliseconds: bool = False) -> str
     return utc.isoformat(timespec="milliseconds" if milliseconds else "seconds").replace("+00:00", "Z")
 
 
+def format_optional_time(moment: datetime.datetime | None) -> str | None:
+    """`format_time`, or None for no time."""
+    return format_time(moment) if moment is not None else None
+
+
 def parse_time(text: Any) -> datetime.datetime | None:
     """An RFC 3339 time (a naive one taken as UTC), or None when `text` is not one."""
     if not isinstance(text, str) or not text:

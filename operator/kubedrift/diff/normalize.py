@@ -82,6 +82,18 @@ def redact_secret(body: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def drop_server_annotations(meta: dict[str, Any]) -> None:
+    """Take the server's own annotations out of `meta` (a copy: the annotations map is replaced, never
+    changed), and the annotations map itself when nothing else is in it."""
+    annotations = meta.get("annotations")
+    if isinstance(annotations, dict):
+        kept = {k: v for k, v in annotations.items() if k not in SERVER_ANNOTATIONS}
+        if kept:
+            meta["annotations"] = kept
+        else:
+            meta.pop("annotations")
+
+
 def normalize(body: dict[str, Any]) -> dict[str, Any]:
     """A shallow-copied body without server-owned fields, Secret values digested.
 
@@ -92,12 +104,6 @@ def normalize(body: dict[str, Any]) -> dict[str, Any]:
     meta = body.get("metadata")
     if isinstance(meta, dict):
         clean_meta = {k: v for k, v in meta.items() if k not in COMPARED_ELSEWHERE}
-        annotations = meta.get("annotations")
-        if isinstance(annotations, dict):
-            kept = {k: v for k, v in annotations.items() if k not in SERVER_ANNOTATIONS}
-            if kept:
-                clean_meta["annotations"] = kept
-            else:
-                clean_meta.pop("annotations", None)
+        drop_server_annotations(clean_meta)
         out["metadata"] = clean_meta
     return out

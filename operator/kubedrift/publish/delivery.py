@@ -36,6 +36,7 @@ import aiohttp
 from kubedrift.cluster.client import ApiError, KubeClient, resource_path
 from kubedrift.model import NotificationTarget, ScanOutcome
 from kubedrift.publish.notifications import Announcement, announcements, render
+from kubedrift.timestamps import format_optional_time
 
 log = logging.getLogger(__name__)
 
@@ -104,17 +105,13 @@ class TargetState:
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"index": self.index, "type": self.type, "failing": self.failing}
         if self.last_delivered:
-            out["lastDelivered"] = _stamp(self.last_delivered)
+            out["lastDelivered"] = format_optional_time(self.last_delivered)
         if self.last_error:
             out["lastError"] = self.last_error
-            out["lastErrorTime"] = _stamp(self.last_error_time)
+            out["lastErrorTime"] = format_optional_time(self.last_error_time)
         if self.dropped:
             out["dropped"] = self.dropped
         return out
-
-
-def _stamp(moment: datetime.datetime | None) -> str | None:
-    return moment.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if moment else None
 
 
 @dataclass

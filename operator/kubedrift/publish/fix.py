@@ -31,7 +31,7 @@ from kubedrift.diff.compare import identity
 from kubedrift.diff.ignore import apply_rules, controller_noise, scale_targets
 from kubedrift.diff.keys import KEY_DEFAULTS, Component, ItemKey, render_path, unkey
 from kubedrift.diff.managed import parse_managed_fields
-from kubedrift.diff.normalize import SERVER_ANNOTATIONS, SERVER_METADATA
+from kubedrift.diff.normalize import SERVER_METADATA, drop_server_annotations
 from kubedrift.model import (
     FIELD_MANAGER,
     DiffSettings,
@@ -68,13 +68,7 @@ def declared_body(
     meta = dict(body.get("metadata") or {})
     for server_field in SERVER_METADATA:
         meta.pop(server_field, None)
-    annotations = meta.get("annotations")
-    if isinstance(annotations, dict):
-        kept = {k: v for k, v in annotations.items() if k not in SERVER_ANNOTATIONS}
-        if kept:
-            meta["annotations"] = kept
-        else:
-            meta.pop("annotations")
+    drop_server_annotations(meta)
     if key.namespace:
         meta["namespace"] = key.namespace
     else:

@@ -28,6 +28,7 @@ from kubedrift.model import (
     TransitionKind,
 )
 from kubedrift.publish.reports import report_name
+from kubedrift.timestamps import format_optional_time
 
 WEBHOOK_API_VERSION = "kubedrift.dev/notification/v1"
 MAX_PATHS = 10
@@ -133,7 +134,7 @@ def announcements(outcome: ScanOutcome) -> list[Announcement]:
 
     def of(event: TransitionKind, rid: str, **kwargs: Any) -> Announcement:
         return announce(event, policy_namespace=policy.namespace, policy_name=policy.name,
-                        report=report_name(policy.name, rid), at=outcome.finished, resource_id=rid,
+                        report=report_name(policy, rid), at=outcome.finished, resource_id=rid,
                         revision=outcome.revision or "", **kwargs)
 
     for event, ids in ((TransitionKind.DETECTED, outcome.detected), (TransitionKind.ESCALATED, outcome.escalated)):
@@ -154,17 +155,13 @@ def announcements(outcome: ScanOutcome) -> list[Announcement]:
     return found
 
 
-def _stamp(moment: datetime.datetime | None) -> str | None:
-    return moment.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if moment else None
-
-
 def webhook_body(a: Announcement) -> dict[str, Any]:
     """The documented JSON body (v1)."""
     return {
         "apiVersion": WEBHOOK_API_VERSION,
         "kind": "DriftNotification",
         "event": a.event.value,
-        "time": _stamp(a.at),
+        "time": format_optional_time(a.at),
         "policy": {"namespace": a.policy_namespace, "name": a.policy_name},
         "resourceId": a.resource_id,
         "resource": a.resource.to_json(),
@@ -176,7 +173,7 @@ def webhook_body(a: Announcement) -> dict[str, Any]:
         "morePaths": a.more_paths,
         "changedBy": a.changed_by,
         "changedAt": a.changed_at,
-        "firstSeen": _stamp(a.first_seen),
+        "firstSeen": format_optional_time(a.first_seen),
         "resolution": a.resolution,
         "revision": a.revision,
         "report": {"namespace": a.policy_namespace, "name": a.report, "command": a.report_command},
@@ -203,7 +200,7 @@ def slack_body(a: Announcement) -> dict[str, Any]:
         fields.append(f"*Changed by*\n{_mrkdwn(a.changed_by or 'unknown')}"
                       + (f" at {_mrkdwn(a.changed_at)}" if a.changed_at else ""))
     if a.first_seen:
-        fields.append(f"*First seen*\n{_stamp(a.first_seen)}")
+        fields.append(f"*First seen*\n{format_optional_time(a.first_seen)}")
     blocks: list[dict[str, Any]] = [
         {"type": "header", "text": {"type": "plain_text", "text": headline[:SLACK_HEADER_CHARS], "emoji": True}},
         {"type": "section", "fields": [{"type": "mrkdwn", "text": f} for f in fields]},
