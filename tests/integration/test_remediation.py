@@ -238,7 +238,7 @@ def test_the_reports_kubectl_line_puts_the_object_back(cluster: tuple[EmulatorSe
     result, _, _ = _scan(client)
     policy = PolicyRef("kubedrift", "prod", "uid-1")
     deploy = next(d for d in result.drifts if d.id == DEPLOY)
-    name = report_name(policy.name, deploy.id)
+    name = report_name(policy, deploy.id)
     spec = report_spec(policy, deploy, "abc123", "2026-01-02T03:04:05Z")
     client.request("POST", "/apis/kubedrift.dev/v1alpha1/namespaces/kubedrift/driftreports",
                    body={"apiVersion": "kubedrift.dev/v1alpha1", "kind": "DriftReport",
