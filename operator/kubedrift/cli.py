@@ -31,7 +31,7 @@ from kubedrift.publish.fix import propose_fixes, render_fixes
 from kubedrift.publish.pushgateway import Group, PushError, Pushgateway, error_reason
 from kubedrift.publish.terminal import render_table, summary_line
 from kubedrift.publish.unified import render_diff
-from kubedrift.source.documents import DocumentError, parse_json, parse_yaml, read_text
+from kubedrift.source.documents import DocumentError, read_documents
 from kubedrift.source.manifests import STDIN, STDIN_SOURCE, load_manifests
 from kubedrift.source.snapshot import load_live_snapshot
 from kubedrift.verdicts import judge
@@ -81,8 +81,7 @@ def _discard_stdout() -> None:
 
 def _read_policy(path: str) -> DiffSettings:
     try:
-        text = read_text(path)
-        docs = [parse_json(text)] if path.endswith(".json") else parse_yaml(text)
+        docs = read_documents(path)
     except DocumentError as exc:
         raise Fatal([LoadError(path, str(exc))]) from None
     policies = [d for d in docs if isinstance(d, dict) and d.get("kind") == "DriftPolicy"]

@@ -26,7 +26,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from kubedrift.model import ActiveDrift, PolicyRef, ResourceRef, ScanOutcome, ScanResult, Severity
 from kubedrift.publish.metrics import DriftMetrics
-from kubedrift.source.documents import DocumentError, parse_json, parse_yaml, read_text
+from kubedrift.source.documents import DocumentError, read_documents
 
 JOB = "kubedrift"
 DEFAULT_NAME = "scan"
@@ -173,11 +173,10 @@ def _plausible(value: float) -> bool:
 def _policy_metadata(path: str) -> dict[str, str]:
     """metadata.name/namespace of the DriftPolicy in `path`; {} when the file cannot tell (the scan says why)."""
     try:
-        text = read_text(path)
-        docs = parse_json(text) if path.endswith(".json") else parse_yaml(text)
+        docs = read_documents(path)
     except (DocumentError, OSError, ValueError):
         return {}
-    for doc in docs if isinstance(docs, list) else [docs]:
+    for doc in docs:
         if isinstance(doc, dict) and doc.get("kind") == "DriftPolicy" and isinstance(doc.get("metadata"), dict):
             meta = doc["metadata"]
             return {k: meta[k] for k in ("name", "namespace") if isinstance(meta.get(k), str)}

@@ -184,3 +184,11 @@ def looks_like_json(text: str) -> bool:
     """`kubectl get -o json` output starts with `{` or `[`; YAML from kubectl never does."""
     stripped = text.lstrip()
     return stripped[:1] in ("{", "[")
+
+
+def read_documents(path: str) -> list[JSON]:
+    """The documents of a manifest file: one JSON value for `*.json`, else every YAML document.
+
+    Raises DocumentError naming what is wrong (never the file's content)."""
+    text = read_text(path)
+    return [parse_json(text)] if path.endswith(".json") else parse_yaml(text)

@@ -12,7 +12,14 @@ from dataclasses import dataclass, field
 from kubedrift.kinds import BuiltinScopes, ScopeResolver
 from kubedrift.model import JSON, KubeObject, LoadError, ResourceKey, api_group
 from kubedrift.source.bounds import MAX_OBJECTS_PER_SCAN, MAX_RENDERED_BYTES
-from kubedrift.source.documents import DocumentError, looks_like_json, parse_json, parse_yaml, read_text
+from kubedrift.source.documents import (
+    DocumentError,
+    looks_like_json,
+    parse_json,
+    parse_yaml,
+    read_documents,
+    read_text,
+)
 from kubedrift.source.kustomize import (
     DEFAULT_TIMEOUT,
     KustomizeError,
@@ -131,8 +138,7 @@ def _candidates(docs: list[JSON], label: str) -> Iterator[tuple[str, JSON]]:
 
 def _load_file(collector: _Collector, path: str, source: str) -> None:
     try:
-        text = read_text(path)
-        docs = [parse_json(text)] if path.endswith(".json") else parse_yaml(text)
+        docs = read_documents(path)
     except DocumentError as exc:
         collector.errors.append(LoadError(source, str(exc)))
         return
