@@ -24,7 +24,6 @@ from tests.integration.test_operator import (
     SERVICE_LIVE,
     VERSION,
     Harness,
-    _free_port,
     _in_namespace,
     _yaml,
     wait_for,
@@ -33,6 +32,7 @@ from tests.support.corpus import load_one
 from tests.support.emulator import EmulatorServer
 from tests.support.git_http import serve_git_http
 from tests.support.operator_process import running_operator
+from tests.support.ports import free_port
 from tests.support.receiver import Receiver, serve_receiver
 
 pytestmark = pytest.mark.integration
@@ -49,7 +49,7 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Harness, R
         cluster.register_crd_file(crd)
     cluster.install_peering(REPO)
     kubeconfig = cluster.write_kubeconfig(tmp / "kubeconfig")
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "KUBECONFIG": str(kubeconfig), "KUBEDRIFT_HTTP_PORT": str(port),
            "KUBEDRIFT_GIT_CACHE": str(tmp / "git-cache"), "PYTHONUNBUFFERED": "1",
            "KUBEDRIFT_ADMIN_NAMESPACES": NS, "KUBEDRIFT_ALLOW_INSECURE_HTTP": "1"}

@@ -23,8 +23,9 @@ from hypothesis import HealthCheck, settings
 from prometheus_client.parser import text_string_to_metric_families
 from tests.support.drifts import drift
 from tests.support.emulator import EmulatorServer
-from tests.support.mongo import free_port, mongo_base_uri  # noqa: F401
+from tests.support.mongo import mongo_base_uri  # noqa: F401
 from tests.support.outcomes import Scans
+from tests.support.ports import free_port
 from tests.support.reviews import ADMIN, READER, USERS, ReviewingEmulator
 
 from kubedrift.cluster.client import KubeClient

@@ -20,8 +20,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.support.corpus import in_ns, load_one
 from tests.support.emulator import EmulatorServer
 from tests.support.git_http import serve_git_http
-from tests.support.mongo import free_port
 from tests.support.operator_process import running_operator, wait_for
+from tests.support.ports import free_port
 from tests.support.reviews import READER, ReviewingEmulator
 
 pytestmark = pytest.mark.integration

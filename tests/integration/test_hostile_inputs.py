@@ -31,6 +31,7 @@ import yaml
 from tests.support.emulator import EmulatorServer
 from tests.support.git_http import GitHttpServer, init_repo, serve_git_http
 from tests.support.operator_process import running_operator, wait_for
+from tests.support.ports import free_port
 
 from kubedrift.model import KubeObject
 from kubedrift.source.bounds import MAX_OBJECTS_PER_SCAN
@@ -287,9 +288,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     emulator = EmulatorServer().start()
     emulator.install_crds(REPO)
     kubeconfig = emulator.write_kubeconfig(tmp / "kubeconfig")
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = int(sock.getsockname()[1])
+    port = free_port()
     try:
         with serve_git_http(tmp / "git", username=GIT_USER, password=GIT_TOKEN, tls=True) as git:
             # Neither KUBEDRIFT_ALLOW_INSECURE_HTTP nor KUBEDRIFT_ALLOW_FILE_REPOS: the defaults are tested.

@@ -13,7 +13,6 @@ import copy
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 import urllib.request
@@ -30,6 +29,7 @@ from tests.support.emulator import EmulatorServer
 from tests.support.git_http import serve_git_http
 from tests.support.installing_emulator import installing_server, kubectl
 from tests.support.operator_process import wait_for
+from tests.support.ports import free_port
 from tests.support.tls_proxy import make_certificates, tls_proxy
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(1500)]
@@ -54,12 +54,6 @@ def _deployment() -> dict[str, Any]:
     body = yaml.safe_load((REPO / "deploy" / "deployment.yaml").read_text())
     assert body["kind"] == "Deployment"
     return body  # type: ignore[no-any-return]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
@@ -267,7 +261,7 @@ def test_install_then_operator_from_the_image(container: Container, cluster: Emu
     # The probes and the server must agree on the port; it is remapped to a free one on this shared host.
     (port_spec,) = [p for p in operator["ports"] if p["name"] == operator["readinessProbe"]["httpGet"]["port"]]
     assert _pod_env(operator, pod.name, namespace)["KUBEDRIFT_HTTP_PORT"] == str(port_spec["containerPort"])
-    http_port = _free_port()
+    http_port = free_port()
     log_path = tmp_path / "operator.log"
     with serve_git_http(tmp_path / "git", username=None, password=None) as git_server, \
             tls_proxy(int(cluster.url.rsplit(":", 1)[1]), certs) as proxy, log_path.open("wb") as log:

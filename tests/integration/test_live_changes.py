@@ -23,8 +23,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.support.corpus import load_one
 from tests.support.emulator import EmulatorServer
 from tests.support.git_http import GitHttpServer, serve_git_http
-from tests.support.mongo import free_port, mongo_base_uri, mongo_uri  # noqa: F401
+from tests.support.mongo import mongo_base_uri, mongo_uri  # noqa: F401
 from tests.support.operator_process import running_operator, wait_for
+from tests.support.ports import free_port
 
 from kubedrift.cluster.client import JSON_PATCH, KubeClient, resource_path
 

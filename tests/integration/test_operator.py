@@ -12,7 +12,6 @@ import hmac
 import itertools
 import json
 import os
-import socket
 import subprocess
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -27,6 +26,7 @@ from tests.support.emulator import EmulatorServer
 from tests.support.git_http import GitHttpServer, serve_git_http
 from tests.support.operator_process import running_operator
 from tests.support.operator_process import wait_for as support_wait_for
+from tests.support.ports import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -54,12 +54,6 @@ def _in_namespace(body: dict[str, Any], namespace: str) -> dict[str, Any]:
 
 def _yaml(body: dict[str, Any]) -> str:
     return yaml.safe_dump(body, sort_keys=False)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class Harness:
@@ -143,7 +137,7 @@ def harness(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Harness]:
     cluster.install_crds(REPO)
     kubeconfig = cluster.write_kubeconfig(tmp / "kubeconfig")
     log = tmp / "operator.log"
-    port = _free_port()
+    port = free_port()
     args = ["--log-format", "json", "--report-retention", "1s", "--git-timeout", "20s", "--min-interval", "1s"]
     try:
         with serve_git_http(tmp / "git", username=GIT_USER, password=GIT_TOKEN, tls=True) as git_server:
@@ -265,7 +259,7 @@ def test_new_commit_is_scanned_on_interval(harness: Harness) -> None:
 def test_unreachable_repository_stalls_the_policy(harness: Harness) -> None:
     ns = "stalled"
     harness.cluster.seed({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
-    dead = f"http://127.0.0.1:{_free_port()}/nowhere.git"
+    dead = f"http://127.0.0.1:{free_port()}/nowhere.git"
     harness.create_policy(ns, repo_url=dead, secret=None)
     policy = wait_for(lambda: (p := harness.policy(ns)).get("status", {}).get("state") and p, "a failed scan")
     assert policy["status"]["state"] == "Error"

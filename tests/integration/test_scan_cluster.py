@@ -5,7 +5,6 @@ from __future__ import annotations
 import copy
 import json
 import os
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -15,6 +14,7 @@ import pytest
 import yaml
 from tests.support.corpus import load_one
 from tests.support.emulator import EmulatorServer
+from tests.support.ports import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -122,16 +122,10 @@ def test_replicas_owned_by_a_cluster_autoscaler_are_not_drift(
     assert proc.returncode == 0, proc.stdout
 
 
-def _closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _two_contexts(path: Path, server: EmulatorServer) -> tuple[Path, str]:
     """A kubeconfig whose current context is a cluster that is down; `emulator` is the live one."""
     config = yaml.safe_load(server.write_kubeconfig(path).read_text())
-    down = f"https://127.0.0.1:{_closed_port()}"
+    down = f"https://127.0.0.1:{free_port()}"
     config["clusters"].append({"name": "down", "cluster": {"server": down}})
     config["contexts"].append({"name": "down", "context": {"cluster": "down", "user": "tester"}})
     config["current-context"] = "down"

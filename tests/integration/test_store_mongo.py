@@ -9,8 +9,9 @@ from datetime import UTC, datetime, timedelta
 import pymongo
 import pytest
 from tests.support.drifts import drift
-from tests.support.mongo import MongoServer, free_port, mongo_base_uri, mongo_uri, own_mongo  # noqa: F401
+from tests.support.mongo import MongoServer, mongo_base_uri, mongo_uri, own_mongo  # noqa: F401
 from tests.support.outcomes import Scans
+from tests.support.ports import free_port
 
 from kubedrift.model import ActiveDrift, Category, Severity
 from kubedrift.store import DriftStore, RecordQuery

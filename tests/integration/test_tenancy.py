@@ -12,7 +12,6 @@ import copy
 import itertools
 import json
 import os
-import socket
 import subprocess
 import urllib.error
 import urllib.request
@@ -31,6 +30,7 @@ from tests.support.emulator import EmulatorServer
 from tests.support.git_http import GitHttpServer, serve_git_http
 from tests.support.operator_process import running_operator
 from tests.support.operator_process import wait_for as support_wait_for
+from tests.support.ports import free_port
 
 from kubedrift.cluster.access import Tenancy
 from kubedrift.cluster.client import ApiError, KubeClient
@@ -55,12 +55,6 @@ _requests = itertools.count(1)
 
 def wait_for(check: Callable[[], T | None], what: str, timeout: float = 45.0) -> T:
     return support_wait_for(check, what, timeout, retry_on=(kubernetes.client.ApiException,))
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _yaml(*bodies: dict[str, Any]) -> str:
@@ -120,7 +114,7 @@ class Harness:
         self.git = git
         self.kubeconfig = cluster.write_kubeconfig(tmp / "kubeconfig")
         self.log = tmp / "operator.log"
-        self.port = _free_port()
+        self.port = free_port()
         self.env = {**os.environ, "KUBECONFIG": str(self.kubeconfig), "KUBEDRIFT_HTTP_PORT": str(self.port),
                     "KUBEDRIFT_GIT_CACHE": str(tmp / "git-cache"), "PYTHONUNBUFFERED": "1",
                     "KUBEDRIFT_ADMIN_NAMESPACES": "platform", "GIT_SSL_CAINFO": str(git.ca_file)}

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-from tests.support.mongo import free_port
+from tests.support.ports import free_port
 
 START_TIMEOUT = 30.0
 Series = dict[tuple[tuple[str, str], ...], float]
