@@ -2,18 +2,15 @@
 -> observers (history store, metrics).
 
 The engine only chains the stages. `verdicts.judge` decides the one outcome of the scan; every
-publisher translates it. With a live-object cache, a scan leaves what it read in memory and a watch
-event re-diffs only the objects it touched (`refresh`): an incremental outcome of the same shape,
-published through the same translations. The engine is synchronous and thread-safe; the kopf handlers run each scan
-in a worker thread and never run two scans of one policy at once. A store or metrics exporter plugs
-in as a `ScanObserver`; the engine does not know what they do.
+publisher translates it. With a live-object cache, a scan leaves what it read to its `ScanMemory`
+(incremental.py), where a watch event re-diffs only the objects it touched: an incremental outcome of
+the same shape, published through the same translations. The engine is synchronous and thread-safe;
+the kopf handlers run each scan in a worker thread and never run two scans of one policy at once. A
+store or metrics exporter plugs in as a `ScanObserver`; the engine does not know what they do.
 """
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
-import dataclasses
 import datetime
 import functools
 import logging
@@ -26,9 +23,9 @@ from typing import Any, Protocol
 from kubedrift.cluster.access import ClusterViews, IdentityView, ReadAccess, Tenancy, read_secret
 from kubedrift.cluster.cache import LiveCache
 from kubedrift.cluster.client import ApiError, KubeClient
-from kubedrift.cluster.live import LiveRead, LiveReader, where
-from kubedrift.cluster.watch import ObjectName, WatchKey
+from kubedrift.cluster.live import LiveRead, LiveReader
 from kubedrift.diff.compare import compare_objects, identity
+from kubedrift.heap import return_freed_memory
 from kubedrift.model import (
     SCAN_REQUEST_ANNOTATION,
     ActiveDrift,
@@ -118,6 +115,17 @@ class ScanObserver(Protocol):
     def policy_deleted(self, policy: PolicyRef) -> None: ...
 
 
+class ScanMemory(Protocol):
+    """Keeps what a policy's scans read and decided, for the incremental scans after them (incremental.py)."""
+
+    def remember(self, body: dict[str, Any], reading: Reading, outcome: ScanOutcome,
+                 status: dict[str, Any]) -> None:
+        """Called after each scan of the policy, under its lock (a stalled scan voids the memory)."""
+
+    def forget(self, policy_id: str) -> None:
+        """The policy's memory is void until its next scan."""
+
+
 class _Stalled(Exception):
     def __init__(self, reason: str, message: str) -> None:
         super().__init__(message)
@@ -126,7 +134,7 @@ class _Stalled(Exception):
 
 
 @dataclass
-class _Reading:
+class Reading:
     """What the source and cluster stages produced for one scan (filled as far as they got)."""
 
     spec: PolicySpec | None = None
@@ -137,32 +145,6 @@ class _Reading:
     desired: list[KubeObject] = field(default_factory=list)
     access: ReadAccess | None = None
     view: IdentityView | None = None
-
-
-@dataclass
-class _Memory:
-    """What a policy's last scan left for the incremental scans after it (used under the policy's lock)."""
-
-    body: dict[str, Any]
-    reading: _Reading
-    comparison: Comparison
-    outcome: ScanOutcome
-    status: dict[str, Any]
-    desired: dict[str, KubeObject]
-    """The desired objects by resource id: parsed once per commit, kept."""
-    watched: dict[tuple[WatchKey, ObjectName], str]
-    """The live object (watch, namespace/name) each desired object is compared with -> its resource id."""
-    by_namespace: dict[str, list[tuple[str, KubeObject]]]
-    """The desired objects of each namespace (an autoscaler's change concerns its namespace)."""
-    context_versions: dict[str, str]
-    """resourceVersion of each autoscaler the policy's comparisons took into account."""
-    kinds: set[tuple[str, str]]
-    """(group, kind) of every desired object."""
-    context_declared: list[str]
-    """The desired objects of a context kind (the policy declares its autoscalers)."""
-
-
-Changes = Mapping[WatchKey, frozenset[ObjectName]]
 
 
 def policy_ref(body: dict[str, Any]) -> PolicyRef:
@@ -205,22 +187,23 @@ class Engine:
         self._lock = threading.Lock()
         self._manifests: dict[str, tuple[tuple[Any, ...], list[KubeObject], list[LoadError]]] = {}
         self._policy_locks: dict[str, threading.Lock] = {}
-        self._memory: dict[str, _Memory] = {}
+        self.memory: ScanMemory | None = None
+        """Keeps each scan for the incremental scans after it (incremental.py attaches itself); None: none."""
 
-    def _policy_lock(self, policy_id: str) -> threading.Lock:
+    def policy_lock(self, policy_id: str) -> threading.Lock:
         with self._lock:
             return self._policy_locks.setdefault(policy_id, threading.Lock())
 
     # ----- one scan -----
 
     def scan(self, body: dict[str, Any]) -> ScanOutcome:
-        with self._policy_lock(policy_ref(body).id):
+        with self.policy_lock(policy_ref(body).id):
             return self._scan(body)
 
     def _scan(self, body: dict[str, Any]) -> ScanOutcome:
         began = time.monotonic()
         ref = policy_ref(body)
-        reading = _Reading()
+        reading = Reading()
         ledger = ReportLedger()
         try:
             self._read(body, ref, reading)
@@ -230,10 +213,11 @@ class Engine:
         except _Stalled as stall:
             outcome = stalled(ref, Stall(stall.reason, stall.message), finished=_now(), revision=reading.revision,
                               interval_seconds=reading.spec.interval_seconds if reading.spec else None)
-        status = self._publish(body, outcome, ledger, reading)
-        self._observe(outcome, time.monotonic() - began)
-        self._remember(body, reading, outcome, status)
-        _return_freed_memory()
+        status = self.publish(body, outcome, ledger, reading)
+        self.observe(outcome, time.monotonic() - began)
+        if self.memory is not None:
+            self.memory.remember(body, reading, outcome, status)
+        return_freed_memory()
         if outcome.stall is None and outcome.result is not None:
             log.info("scanned %s at %s: %d resources, %d drifted, %d detected, %d resolved, %d errors", ref.id,
                      (outcome.revision or "")[:12], outcome.result.resources, len(outcome.active),
@@ -242,7 +226,7 @@ class Engine:
             log.warning("scan of %s stalled: %s: %s", ref.id, outcome.stall.reason, outcome.stall.message)
         return outcome
 
-    def _read(self, body: dict[str, Any], ref: PolicyRef, reading: _Reading) -> None:
+    def _read(self, body: dict[str, Any], ref: PolicyRef, reading: Reading) -> None:
         try:
             spec = parse_policy(body)
         except PolicyError as exc:
@@ -281,7 +265,7 @@ class Engine:
         reading.desired = desired
         reading.load_errors = load_errors
 
-    def _remediate(self, reading: _Reading, ledger: ReportLedger) -> dict[str, Remediation]:
+    def _remediate(self, reading: Reading, ledger: ReportLedger) -> dict[str, Remediation]:
         """`spec.remediation` (off by default), through the policy's identity; drift already reported only."""
         spec, comparison, view, access = reading.spec, reading.comparison, reading.view, reading.access
         assert spec is not None and comparison is not None and view is not None and access is not None
@@ -308,15 +292,15 @@ class Engine:
             raise _Stalled("ClusterUnavailable", f"cannot list the policy's DriftReports: {exc}") from None
 
     @staticmethod
-    def _judge(ref: PolicyRef, reading: _Reading, ledger: ReportLedger,
+    def _judge(ref: PolicyRef, reading: Reading, ledger: ReportLedger,
                remediations: dict[str, Remediation]) -> ScanOutcome:
         assert reading.comparison is not None
-        return Engine._judge_comparison(ref, reading, reading.comparison, ledger.active(), remediations)
+        return Engine.judge_comparison(ref, reading, reading.comparison, ledger.active(), remediations)
 
     @staticmethod
-    def _judge_comparison(ref: PolicyRef, reading: _Reading, comparison: Comparison,
-                          previous: Mapping[str, ActiveDrift], remediations: dict[str, Remediation] | None = None,
-                          scope: frozenset[str] | None = None) -> ScanOutcome:
+    def judge_comparison(ref: PolicyRef, reading: Reading, comparison: Comparison,
+                         previous: Mapping[str, ActiveDrift], remediations: dict[str, Remediation] | None = None,
+                         scope: frozenset[str] | None = None) -> ScanOutcome:
         assert reading.spec is not None
         incomplete = None
         if reading.load_errors:
@@ -360,15 +344,15 @@ class Engine:
 
     # ----- publish -----
 
-    def _observe(self, outcome: ScanOutcome, duration: float) -> None:
+    def observe(self, outcome: ScanOutcome, duration: float) -> None:
         for observer in self.observers:
             try:
                 observer.scan_finished(outcome, duration)
             except Exception:
                 log.exception("scan observer %s failed for %s", type(observer).__name__, outcome.policy.id)
 
-    def _publish(self, body: dict[str, Any], outcome: ScanOutcome, ledger: ReportLedger, reading: _Reading,
-                 previous_status: dict[str, Any] | None = None) -> dict[str, Any]:
+    def publish(self, body: dict[str, Any], outcome: ScanOutcome, ledger: ReportLedger, reading: Reading,
+                previous_status: dict[str, Any] | None = None) -> dict[str, Any]:
         """Reports, events, notifications and status of one outcome; returns the status written."""
         ref = outcome.policy
         previous = dict(body.get("status") or {}) if previous_status is None else previous_status
@@ -398,113 +382,9 @@ class Engine:
                 log.warning("cannot write the status of %s: %s", ref.id, exc)
         return status
 
-    # ----- incremental scans: a watch event re-diffs the objects it touched -----
-
-    def _remember(self, body: dict[str, Any], reading: _Reading, outcome: ScanOutcome,
-                  status: dict[str, Any]) -> None:
-        ref = outcome.policy
-        comparison, view = reading.comparison, reading.view
-        if self.cache is None or outcome.stalled or comparison is None or view is None or reading.access is None:
-            with self._lock:
-                self._memory.pop(ref.id, None)
-            return
-        reader = LiveReader(view.client, view.discovery, reading.access)
-        desired: dict[str, KubeObject] = {}
-        watched: dict[tuple[WatchKey, ObjectName], str] = {}
-        by_namespace: dict[str, list[tuple[str, KubeObject]]] = {}
-        for obj in reading.desired:
-            key = identity(obj)
-            desired[key.id] = obj
-            by_namespace.setdefault(key.namespace, []).append((key.id, obj))
-            resource = reader.served(key.group, key.kind, obj.api_version)
-            if resource is not None:
-                name = (key.namespace if resource.namespaced else "", key.name)
-                watched[(reader.watch_key(resource, key.namespace), name)] = key.id
-        kinds = {(k.group, k.kind) for k in map(identity, reading.desired)}
-        context_declared = [rid for rid, obj in desired.items() if (identity(obj).group, obj.kind) in CONTEXT_KINDS]
-        comparison = dataclasses.replace(comparison, live=[])  # the decoded live objects go with the scan
-        reading.comparison = comparison
-        memory = _Memory(body, reading, comparison, outcome, status, desired, watched, by_namespace,
-                         dict(comparison.context_versions), kinds, context_declared)
-        with self._lock:
-            self._memory[ref.id] = memory
-
-    def refresh(self, policy_id: str, changes: Changes) -> bool:
-        """Re-diff the objects of the policy that these live changes touched, and publish what changed.
-        False, doing nothing, while a scan of the policy runs (ask again after it).
-
-        Nothing happens before the policy's first scan (which reads everything anyway), nor for objects
-        whose live resourceVersion is the one already compared.
-        """
-        lock = self._policy_lock(policy_id)
-        if not lock.acquire(blocking=False):
-            return False
-        try:
-            with self._lock:
-                memory = self._memory.get(policy_id)
-            if memory is not None and self.cache is not None:
-                self._refresh(memory, changes)
-            return True
-        finally:
-            lock.release()
-
-    def _refresh(self, memory: _Memory, changes: Changes) -> ScanOutcome | None:
-        assert self.cache is not None
-        began = time.monotonic()
-        reading, before = memory.reading, memory.comparison
-        assert reading.spec is not None and reading.view is not None and reading.access is not None
-        touched, context = _touched(memory, changes, self.cache)
-        if not touched:
-            return None
-        desired = [memory.desired[rid] for rid in sorted(touched)]
-        keys = [identity(o) for o in desired]
-        # Read as the full scan does: context kinds the policy declares come from its declared objects
-        # (those of the namespaces touched), the others from their own watches.
-        namespaces = {k.namespace for k in keys}
-        declared_context = [o for rid in memory.context_declared if (o := memory.desired[rid]).namespace in namespaces
-                            and rid not in touched]
-        context_kinds = [ck for ck in CONTEXT_KINDS if ck not in memory.kinds]
-        reader = LiveReader(reading.view.client, reading.view.discovery, reading.access, cache=self.cache,
-                            owner=memory.outcome.policy.id, declare=False)
-        read = [*desired, *declared_context]
-        live = reader.read([identity(o) for o in read], context_kinds,
-                           api_versions={identity(o): o.api_version for o in read})
-        versions = live_versions(live)
-        redo = [o for o, k in zip(desired, keys, strict=True)
-                if k.id in context or not live.readable(k) or k.id in before.unread
-                or versions.get(k.id, "") != before.versions.get(k.id)]
-        if not redo:
-            return None
-        fresh = compare_live(redo, live, reading.spec.settings)
-        scope = frozenset(identity(o).id for o in redo)
-        kinds = {w for k in map(identity, redo) for w in (where(k.group, k.kind, k.namespace),
-                                                            where(k.group, k.kind, ""))}
-        read_errors = [e for e in before.read_errors if e.file not in kinds]
-        read_errors += [e for e in fresh.read_errors if e not in read_errors]
-        comparison = Comparison(
-            result=before.result.replaced(scope, fresh.result),
-            unread={k: v for k, v in before.unread.items() if k not in scope} | fresh.unread,
-            read_errors=read_errors,
-            versions={k: v for k, v in before.versions.items() if k not in scope} | fresh.versions,
-        )
-        ref = memory.outcome.policy
-        outcome = self._judge_comparison(ref, reading, comparison, memory.outcome.active, scope=scope)
-        try:
-            ledger = self.reports.ledger_of(ref, scope)
-        except ApiError as exc:
-            log.warning("cannot read the DriftReports of %s: %s; the next scan publishes it", ref.id, exc)
-            return None
-        status = self._publish(memory.body, outcome, ledger, reading, memory.status)
-        self._observe(outcome, time.monotonic() - began)
-        memory.comparison, memory.outcome, memory.status = comparison, outcome, status
-        if outcome.detected or outcome.resolved or outcome.untracked:
-            log.info("live change in %s: %d re-diffed, %d detected, %d resolved", ref.id, len(scope),
-                     len(outcome.detected), len(outcome.resolved))
-        return outcome
-
     def _forget_memory(self, policy_id: str) -> None:
-        with self._lock:
-            self._memory.pop(policy_id, None)
+        if self.memory is not None:
+            self.memory.forget(policy_id)
         if self.cache is not None:
             self.cache.release(policy_id)
 
@@ -513,13 +393,13 @@ class Engine:
     def spec_changed(self, policy_id: str) -> None:
         """The policy's spec changed: no incremental scan until its next scan has read the new one (the
         watches stay; that scan comes at once)."""
-        with self._lock:
-            self._memory.pop(policy_id, None)
+        if self.memory is not None:
+            self.memory.forget(policy_id)
 
     def stop_watching(self, body: dict[str, Any]) -> None:
         """No incremental scans of this policy until its next scan (it is suspended)."""
         ref = policy_ref(body)
-        with self._policy_lock(ref.id):
+        with self.policy_lock(ref.id):
             self._forget_memory(ref.id)
 
     def release(self, body: dict[str, Any]) -> None:
@@ -540,7 +420,7 @@ class Engine:
         ref = policy_ref(body)
         with self._lock:
             self._manifests.pop(ref.id, None)
-        with self._policy_lock(ref.id):
+        with self.policy_lock(ref.id):
             self._forget_memory(ref.id)
         if self.notifier is not None:
             self.notifier.forget(ref.id)
@@ -554,62 +434,11 @@ class Engine:
         return deleted
 
 
-def _touched(memory: _Memory, changes: Changes, cache: LiveCache) -> tuple[set[str], set[str]]:
-    """The resource ids these live changes touch; and those touched through a context object: an
-    autoscaler that changed (a new resourceVersion) changes how the replicas of its scale target compare
-    (a deleted one: of every object of its namespace that declares replicas)."""
-    touched: set[str] = set()
-    context: set[str] = set()
-    for key, names in changes.items():
-        touched |= {rid for name in names if (rid := memory.watched.get((key, name))) is not None}
-        if (key.group, key.kind) not in CONTEXT_KINDS:
-            continue
-        watch = cache.watch(key)
-        present = {(str(o["metadata"].get("namespace") or ""), str(o["metadata"].get("name") or "")): o
-                   for o in (watch.objects(names) if watch is not None else [])}
-        for namespace, name in names:
-            autoscaler = present.get((namespace, name))
-            rid = f"{key.kind}:{namespace}:{name}"
-            version = str((autoscaler or {}).get("metadata", {}).get("resourceVersion") or "") or None
-            if memory.context_versions.get(rid) == version:
-                continue  # seen as it is by the last comparison
-            if version is None:
-                memory.context_versions.pop(rid, None)
-            else:
-                memory.context_versions[rid] = version
-            target = ((autoscaler.get("spec") or {}).get("scaleTargetRef") or {}) if autoscaler else None
-            for desired_id, obj in memory.by_namespace.get(namespace, []):
-                if target is None:
-                    hit = "replicas" in (obj.body.get("spec") or {})
-                else:
-                    hit = (obj.kind, obj.name) == (target.get("kind"), target.get("name"))
-                if hit:
-                    context.add(desired_id)
-    return touched | context, context
-
-
 def _summary(status: Mapping[str, Any]) -> Any:
     """What of a status a reader watches: everything but the times."""
     conditions = [{k: v for k, v in c.items() if k != "lastTransitionTime"} for c in status.get("conditions") or []]
     return ({k: v for k, v in status.items() if k not in ("lastScanTime", "lastSuccessfulScanTime", "conditions")},
             conditions)
-
-
-@functools.cache
-def _libc() -> ctypes.CDLL | None:
-    name = ctypes.util.find_library("c")
-    try:
-        return ctypes.CDLL(name) if name else None
-    except OSError:
-        return None
-
-
-def _return_freed_memory() -> None:
-    """Give back to the OS the heap a full scan used and freed (its decoded live objects, its diff): glibc
-    keeps it otherwise, and the operator's RSS would stay at its peak instead of what it keeps."""
-    libc = _libc()
-    if libc is not None and hasattr(libc, "malloc_trim"):
-        libc.malloc_trim(0)
 
 
 def _now() -> datetime.datetime:

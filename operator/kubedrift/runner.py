@@ -29,6 +29,7 @@ from kubedrift.cluster.client import ApiError, KubeClient
 from kubedrift.cluster.peering import Peering, PeeringError, ensure_peering
 from kubedrift.engine import Engine
 from kubedrift.handlers import PolicyLoops, register
+from kubedrift.incremental import IncrementalScans
 from kubedrift.live_changes import LiveChanges
 from kubedrift.model import ANNOTATION_PREFIX, FINALIZER
 from kubedrift.policy import parse_duration
@@ -213,7 +214,7 @@ def main(args: argparse.Namespace) -> int:
     engine = Engine(client, GitCache(run.git_cache), retention_seconds=run.report_retention,
                     git_timeout=run.git_timeout, observers=observers, instance=run.instance, tenancy=tenancy,
                     min_interval=run.min_interval, notifier=notifier, cache=cache)
-    live_changes = LiveChanges(cache, engine.refresh)
+    live_changes = LiveChanges(cache, IncrementalScans(engine).refresh)
     live_changes.start()
     registry = kopf.OperatorRegistry()
     pool = FairScanPool(run.scan_workers)
