@@ -27,6 +27,7 @@ from kubedrift.model import KubeObject, ScanOutcome
 
 log = logging.getLogger(__name__)
 
+
 @dataclass
 class _Memory:
     """What a policy's last scan left for the incremental scans after it (used under the policy's lock)."""
@@ -51,6 +52,7 @@ class _Memory:
 
 
 Changes = Mapping[WatchKey, frozenset[ObjectName]]
+
 
 class IncrementalScans:
     """The per-policy memory of the engine's last scans, and the re-diffs of live changes against it.
