@@ -13,14 +13,13 @@ import dataclasses
 import logging
 import threading
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from kubedrift.cluster.cache import LiveCache
 from kubedrift.cluster.client import ApiError
 from kubedrift.cluster.live import LiveReader, where
-from kubedrift.cluster.watch import ObjectName, WatchKey
+from kubedrift.cluster.watch import Changes, ObjectName, WatchKey
 from kubedrift.diff.compare import identity
 from kubedrift.engine import CONTEXT_KINDS, Comparison, Engine, Reading, compare_live, live_versions
 from kubedrift.model import KubeObject, ScanOutcome
@@ -51,7 +50,6 @@ class _Memory:
     """The desired objects of a context kind (the policy declares its autoscalers)."""
 
 
-Changes = Mapping[WatchKey, frozenset[ObjectName]]
 
 
 class IncrementalScans:

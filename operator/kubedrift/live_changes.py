@@ -13,15 +13,14 @@ import logging
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 from kubedrift.cluster.cache import LiveCache
-from kubedrift.cluster.watch import ObjectName, WatchKey
+from kubedrift.cluster.watch import Changes, ObjectName, WatchKey
 
 log = logging.getLogger(__name__)
 
-Changes = Mapping[WatchKey, frozenset[ObjectName]]
 Refresh = Callable[[str, Changes], bool]
 """Re-diff, for the policy with this id, the objects that changed; False: not now (the policy is busy)."""
 

@@ -17,7 +17,7 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -405,3 +405,7 @@ class KindWatch:
                 self._store.version = version
         if changed:
             self._listener(self.key, frozenset({name}))
+
+
+Changes = Mapping[WatchKey, frozenset[ObjectName]]
+"""Objects that changed, by the watch that saw them (what an incremental re-diff is given)."""
