@@ -6,7 +6,6 @@ deleted policy stops its watches."""
 
 from __future__ import annotations
 
-import copy
 import os
 import time
 from collections.abc import Iterator
@@ -20,7 +19,7 @@ import pytest
 import requests
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
-from tests.support.corpus import load_one
+from tests.support.corpus import in_ns, load_one
 from tests.support.emulator import EmulatorServer
 from tests.support.git_http import GitHttpServer, serve_git_http
 from tests.support.mongo import mongo_base_uri, mongo_uri  # noqa: F401
@@ -41,12 +40,6 @@ NAME = "nginx-deployment"
 DEPLOY_ID = f"Deployment:{NS}:{NAME}"
 CONFIG_ID = f"ConfigMap:{NS}:settings"
 IMAGE_PATH = "/spec/template/spec/containers/0/image"
-
-
-def in_ns(body: dict[str, Any]) -> dict[str, Any]:
-    body = copy.deepcopy(body)
-    body["metadata"]["namespace"] = NS
-    return body
 
 
 def config_map(mode: str) -> dict[str, Any]:
@@ -106,7 +99,7 @@ def operator(tmp_path: Path, mongo_uri: str) -> Iterator[Operator]:  # noqa: F81
             cluster.register_crd_file(crd)
         cluster.install_peering(REPO)
         cluster.seed({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}})
-        cluster.seed(in_ns(load_one(DEPLOY_LIVE)))
+        cluster.seed(in_ns(load_one(DEPLOY_LIVE), NS))
         cluster.seed(config_map("strict"))
         kubeconfig = cluster.write_kubeconfig(tmp_path / "kubeconfig")
         port = free_port()
@@ -116,7 +109,7 @@ def operator(tmp_path: Path, mongo_uri: str) -> Iterator[Operator]:  # noqa: F81
         db = pymongo.MongoClient(mongo_uri, tz_aware=True).get_default_database()
         custom = kubernetes.client.CustomObjectsApi(kubernetes.config.new_client_from_config(str(kubeconfig)))
         with serve_git_http(tmp_path / "git", username=None, password=None) as git:
-            git.create_repo(NS, {"apps/deployment.yaml": yaml.safe_dump(in_ns(load_one(DEPLOY_GIT))),
+            git.create_repo(NS, {"apps/deployment.yaml": yaml.safe_dump(in_ns(load_one(DEPLOY_GIT), NS)),
                                  "apps/configmap.yaml": yaml.safe_dump(config_map("strict"))})
             cluster.seed({"apiVersion": f"{GROUP}/{VERSION}", "kind": "DriftPolicy",
                           "metadata": {"namespace": NS, "name": "app"},
